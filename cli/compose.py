@@ -1,0 +1,95 @@
+"""Config composition outside `@hydra.main`: validate overrides up front and expand sweeps into jobs.
+
+`grok train` composes every job of a sweep *before* anything runs or is submitted, so a typo or an
+impossible value in one cell of a 150-job grid fails in a second, on one line, instead of on a compute node.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+import conf
+from cli.errors import one_line
+from grokking.config import GrokConfig, validate
+from grokking.errors import ConfigError
+
+CONFIG_DIR = str(Path(conf.__file__).resolve().parent)
+CONFIG_NAME = "train"
+HYDRA_FLAGS_WITH_VALUE = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd",
+                          "--experimental-rerun", "--package", "-p", "--info", "-i", "--cfg", "-c"}
+
+
+def register_schema() -> None:
+    ConfigStore.instance().store(name="grok_schema", node=GrokConfig)
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separate Hydra's own flags (-m, --cfg job, ...) from config overrides."""
+    flags, overrides = [], []
+    args = iter(argv)
+    for arg in args:
+        if arg.startswith("-"):
+            flags.append(arg)
+            if arg in HYDRA_FLAGS_WITH_VALUE and "=" not in arg:
+                value = next(args, None)
+                if value is not None:
+                    flags.append(value)
+        else:
+            overrides.append(arg)
+    return flags, overrides
+
+
+def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """Compose and type-check the config for one job; raises ConfigError with a one-line message."""
+    register_schema()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="grok"):
+            cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=with_hydra)
+        job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if with_hydra else cfg
+        OmegaConf.to_container(job, resolve=True, throw_on_missing=True)
+    except ConfigError:
+        raise
+    except Exception as exc:  # Hydra and OmegaConf raise many types; all are the user's config
+        raise ConfigError(one_line(exc)) from exc
+    finally:
+        GlobalHydra.instance().clear()
+    validate(cfg)
+    return cfg
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]]:
+    """The override list of every job a multirun would launch (command-line sweeps x hydra.sweeper.params)."""
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except Exception as exc:
+        raise ConfigError(one_line(exc)) from exc
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    base = compose_config(fixed, with_hydra=True)
+    params = base.hydra.sweeper.get("params") or {}
+    preset = [f"{key}={value}" for key, value in params.items()]
+    try:
+        combined = parser.parse_overrides(preset + overrides)
+    except Exception as exc:
+        raise ConfigError(one_line(exc)) from exc
+    batches = BasicSweeper.split_arguments(combined, max_batch_size=None)
+    return [list(job) for job in itertools.chain.from_iterable(batches)]
+
+
+def validate_jobs(jobs: list[list[str]]) -> list[DictConfig]:
+    configs = []
+    for job in jobs:
+        try:
+            configs.append(compose_config(job))
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (job: {' '.join(job)})") from exc
+    return configs

@@ -1,0 +1,42 @@
+"""Turn expected failures into one `grok: error: ...` line and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+from grokking.errors import GrokError
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"grok: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def one_line(exc: BaseException) -> str:
+    """The most specific line of an exception chain (Hydra/OmegaConf nest the useful part in __cause__)."""
+    deepest = exc
+    while deepest.__cause__ is not None:
+        deepest = deepest.__cause__
+    text = str(deepest).strip() or str(exc).strip() or type(exc).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    message = lines[0]
+    full_key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key:")), "")
+    if full_key and full_key not in message:
+        message = f"{full_key}: {message}"
+    outer = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if outer and deepest is not exc and outer not in message:
+        message = f"{outer.rstrip('.')}: {message}"
+    return message
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Report GrokError (and KeyboardInterrupt) on one line; anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except GrokError as exc:
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)

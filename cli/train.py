@@ -1,0 +1,47 @@
+"""`grok train`: train one LM run, or a grid of runs with -m. The run directory derives from the config,
+so re-running a command resumes it, and a finished run is skipped.
+
+    grok train task=qf depth=6 seed=3                 # the paper's QF setting at one seed
+    grok train experiment=cpu                         # the README's CPU-sized main job
+    grok train experiment=smoke task=dyck             # seconds on a laptop
+    grok train -m task=qf depth=2,4,6,8,10 seed='range(42,142,10)'   # a local sweep
+    grok train -m hydra/launcher=slurm +sweep=paper_qf  # the same grid as one SLURM job array
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from cli.compose import CONFIG_DIR, CONFIG_NAME, expand_sweep, register_schema, split_argv, validate_jobs
+from cli.errors import reported_errors
+from grokking.errors import GrokError
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base="1.3")
+def hydra_main(cfg: DictConfig) -> None:
+    from grokking.train import train
+
+    try:
+        train(cfg)
+    except GrokError as exc:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Hydra records the failure and the rest of the sweep goes on
+        print(f"grok: error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+
+
+def run(argv: list[str]) -> int:
+    flags, overrides = split_argv(argv)
+    if not any(f in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for f in flags):
+        with reported_errors():
+            multirun = "-m" in flags or "--multirun" in flags
+            validate_jobs(expand_sweep(overrides) if multirun else [overrides])
+    register_schema()
+    sys.argv = ["grok-train", *argv]
+    hydra_main()
+    return 0

@@ -1,0 +1,184 @@
+"""Structured config schema for grok (plain dataclasses; the CLI registers them with Hydra's ConfigStore).
+
+Every field here is typed, so OmegaConf rejects misspelt keys (`dpeth=6`) and wrong types (`depth=abc`).
+Value checks that types cannot express (`depth=0`, negative steps) live in `validate()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from grokking.errors import ConfigError
+
+TASK_NAMES = ("qf", "ti", "dyck")
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING  # qf | ti | dyck
+    n_train: int = 100_000  # training sentences (paper: 100k QF/TI, 200k Dyck)
+    n_val: int = 1_000  # in-domain validation sentences (paper: 1k QF/TI, 20k Dyck)
+    n_gen: int = 10_000  # out-of-distribution generalisation sentences (paper: 10k QF/TI, 20k Dyck)
+    dyck_k: int = 20  # Dyck bracket types
+    dyck_m: int = 10  # Dyck maximum nesting depth
+    dyck_min_len: int = 4  # Dyck minimum string length in tokens (END redrawn before this)
+    steps: int = 300_000  # default optimizer steps (paper: 300k QF/TI, 400k Dyck)
+    eval_every: int = 3_000  # default evaluation cadence in steps (3k QF/TI, 10k Dyck)
+    eval_gen_sample: int = 0  # evaluate OOD on a fresh random subset of this size each time (TI: 2000); 0 = all
+    dyck_eval_prefixes: int = 5_000  # Dyck: strings in file order until this many closing positions (0 = all)
+    dyck_min_dep: int = 10  # Dyck: dependency-length threshold of the filtered (paper) metric
+
+
+@dataclass
+class DataConfig:
+    dir: str = "data"  # where generated splits are cached (relative to the working directory)
+    seed: int = 1234  # data-generation seed; fixed across training seeds
+    source: str | None = None  # directory of original files to train on instead of generated ones
+
+
+@dataclass
+class ModelConfig:
+    d_model: int = 512  # residual width (paper: 512)
+    n_heads: int = 8  # attention heads (code: 8; paper text: 4)
+    d_ff: int = 2048  # feed-forward width (code: 2048)
+    n_layers: int = "${depth}"  # type: ignore[assignment]  # decoder blocks (interpolated from depth)
+    dropout: float = 0.1  # dropout on embeddings, residual branches and FF hidden (paper: 0.1)
+    attn_dropout: float = 0.1  # dropout on attention probabilities (code: 0.1)
+    tied_output: bool = False  # tie output layer to the embedding (code: untied; paper text: tied)
+    output_bias: bool = True  # bias on the output layer (code: yes)
+    scale_embedding: bool = True  # multiply embeddings by sqrt(d_model) before adding positions (code: yes)
+    max_len: int = 512  # sinusoidal position table length in tokens (code: 5000; sequences here are < 200)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4  # peak learning rate (paper: 1e-4)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas (paper: 0.9, 0.999)
+    eps: float = 1e-7  # AdamW epsilon (paper: 1e-7)
+    weight_decay: float = 0.0  # AdamW weight decay (code: 0)
+    warmup_steps: int = 10_000  # linear warm-up from 0 (paper: 10k)
+    decay_horizon: int = 2_000_000  # linear decay reaches 0 here, even if training stops earlier (code: 2M)
+    grad_clip: float = 1.0  # max global gradient L2 norm (code: 1; paper text: 10); 0 disables
+
+
+@dataclass
+class TrainLoopConfig:
+    steps: int = "${task.steps}"  # type: ignore[assignment]  # optimizer steps to train
+    batch_size: int = 8  # sequences per step (paper: 8)
+    eval_every: int = "${task.eval_every}"  # type: ignore[assignment]  # steps between evaluations
+    log_every: int = 100  # steps between train-loss / lr / grad-norm log lines
+    probe_every: int = "${train.eval_every}"  # type: ignore[assignment]  # steps between model-internal probes
+    save_every: int = "${train.eval_every}"  # type: ignore[assignment]  # steps between `latest` checkpoints
+    snapshot_every: int = 30_000  # steps between weights-only analysis snapshots; 0 = none
+    eval_batch_size: int = 64  # sequences per evaluation forward pass
+
+
+@dataclass
+class ProbeConfig:
+    enabled: bool = True  # run the model-internal probes at probe_every
+    sample_size: int = 10_000  # training inputs in the fixed tree-projection sample (paper: 10k)
+    sample_seed: int = 0  # seed of the fixed probe sample
+    tree_projection: bool = True  # compute tscore / tparseval (the expensive probe)
+    batch_size: int = 256  # sequences per probe forward pass
+
+
+@dataclass
+class DiagnosticsConfig:
+    enabled: bool = False  # learning-dynamics diagnostics (DIAGNOSTICS.md)
+    n_per_split: int = 2_000  # probe sentences per split (train, val, gen)
+    seed: int = 1234  # probe-set seed, fixed across training seeds
+    log_start: int = 100  # first log-spaced evaluation step
+    log_ratio: float = 1.1  # ratio between consecutive log-spaced evaluation steps
+    hist_bins: int = 201  # parameter histogram bins per tensor
+    hist_range_sigma: float = 6.0  # histogram edges at +-this many init std devs
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "none"  # none | wandb
+    project: str = "structural-grokking"  # wandb project
+    entity: str | None = None  # wandb entity (team or user); null = your default
+    mode: str = "offline"  # wandb mode: online | offline | disabled
+
+
+@dataclass
+class PathsConfig:
+    runs: str = "runs"  # root of all run directories (relative to the working directory)
+
+
+@dataclass
+class GrokConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    probes: ProbeConfig = field(default_factory=ProbeConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    depth: int = 6  # transformer layers (paper: 2, 4, 6, 8, 10)
+    seed: int = 42  # training seed: init, dropout, data order (paper: 42, 52, ..., 132)
+    tag: str = ""  # optional suffix for the run directory
+    run_dir: str = "${paths.runs}/${task.name}/depth=${depth}/seed=${seed}"  # derived; override to relocate
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA only)
+    compile: bool = False  # torch.compile the model (CUDA only)
+    deterministic: bool = False  # torch deterministic algorithms (needed for bit-exact resume tests)
+    force: bool = False  # retrain a finished run from scratch
+    resume: str = "auto"  # auto: resume if the config matches; force: resume even if it changed; never
+    # Export/import for `grok data` only
+    export: str | None = None  # `grok data`: also write the original file formats into this directory
+
+
+def _positive(cfg: Any, key: str) -> None:
+    value = _get(cfg, key)
+    if value <= 0:
+        raise ConfigError(f"{key} must be positive, got {value}")
+
+
+def _non_negative(cfg: Any, key: str) -> None:
+    value = _get(cfg, key)
+    if value < 0:
+        raise ConfigError(f"{key} must be >= 0, got {value}")
+
+
+def _get(cfg: Any, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def validate(cfg: Any) -> None:
+    """Reject impossible values with a one-line ConfigError. `cfg` is a resolved GrokConfig-shaped object."""
+    if cfg.task.name not in TASK_NAMES:
+        raise ConfigError(f"unknown task {cfg.task.name!r}; choose one of {', '.join(TASK_NAMES)}")
+    for key in ("depth", "task.n_train", "task.n_val", "task.n_gen", "model.d_model", "model.n_heads",
+                "model.d_ff", "model.max_len", "train.batch_size", "train.eval_every", "train.log_every",
+                "train.probe_every", "train.save_every", "train.eval_batch_size", "optim.lr",
+                "probes.sample_size", "probes.batch_size", "task.dyck_k", "task.dyck_m"):
+        _positive(cfg, key)
+    for key in ("train.steps", "train.snapshot_every", "optim.warmup_steps", "optim.weight_decay",
+                "optim.grad_clip", "task.eval_gen_sample", "task.dyck_eval_prefixes", "task.dyck_min_len"):
+        _non_negative(cfg, key)
+    if cfg.model.d_model % cfg.model.n_heads:
+        raise ConfigError(f"model.d_model ({cfg.model.d_model}) must be divisible by model.n_heads ({cfg.model.n_heads})")
+    if cfg.optim.decay_horizon <= cfg.optim.warmup_steps:
+        raise ConfigError("optim.decay_horizon must exceed optim.warmup_steps")
+    for name, p in (("model.dropout", cfg.model.dropout), ("model.attn_dropout", cfg.model.attn_dropout)):
+        if not 0.0 <= p < 1.0:
+            raise ConfigError(f"{name} must be in [0, 1), got {p}")
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
+    if cfg.resume not in ("auto", "force", "never"):
+        raise ConfigError(f"resume must be auto, force or never, got {cfg.resume!r}")
+    if cfg.logger.name not in ("none", "wandb"):
+        raise ConfigError(f"logger must be none or wandb, got {cfg.logger.name!r}")
+    if cfg.logger.mode not in ("online", "offline", "disabled"):
+        raise ConfigError(f"logger.mode must be online, offline or disabled, got {cfg.logger.mode!r}")
+    if cfg.data.source is None and cfg.train.batch_size > cfg.task.n_train:
+        raise ConfigError(f"train.batch_size ({cfg.train.batch_size}) is larger than the training set ({cfg.task.n_train})")
