@@ -1,0 +1,240 @@
+"""Find run directories under a runs/sweep directory and read them: identity, status and metrics.jsonl.
+
+A run directory is any directory holding `metrics.jsonl` (the given directory may itself be one). Identity
+(task, tag, depth, seed, planned steps) comes from `config.yaml` when it parses, else from the path
+`<task><tag>/depth=<d>/seed=<s>`. Nothing is dropped silently: every oddity lands in `Run.problems`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from grokking.config import TASK_NAMES
+from grokking.errors import GrokError
+
+METRICS_FILE = "metrics.jsonl"
+LEADING_COLUMNS = ("task", "depth", "seed", "step", "tag", "status", "run")
+PREFERRED_KEY_ORDER = ("elapsed_s", "epoch", "train/loss", "train/lr", "train/grad_norm", "val/acc", "gen/acc",
+                       "val/loss", "gen/loss", "val/acc_mindep", "gen/acc_mindep")
+
+
+class ReportError(GrokError):
+    """Nothing to report on: a missing directory, no run directories, or an unwritable report directory."""
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str  # path relative to the reported directory ("." when it is the run itself)
+    task: str | None = None
+    tag: str = ""
+    depth: int | None = None
+    seed: int | None = None
+    planned_steps: int | None = None
+    status: str = "unknown"  # running | done | failed | preempted | unknown (no or unreadable status.json)
+    reason: str | None = None
+    updated: str | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)  # one per step, sorted by step
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def identified(self) -> bool:
+        return self.task is not None and self.depth is not None and self.seed is not None
+
+    @property
+    def experiment(self) -> str:
+        """Task name plus run-directory tag: runs with different tags are never averaged together."""
+        return f"{self.task}{self.tag}"
+
+    @property
+    def last_step(self) -> int | None:
+        return self.records[-1]["step"] if self.records else None
+
+    @property
+    def state(self) -> str:
+        """done | failed | unfinished. A run without status.json that reached its planned steps counts as done."""
+        if self.status in ("done", "failed"):
+            return self.status
+        reached = self.planned_steps is not None and self.last_step is not None and self.last_step >= self.planned_steps
+        return "done" if self.status == "unknown" and reached else "unfinished"
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    found = [Path(d) for d, _, files in os.walk(root) if METRICS_FILE in files]
+    return sorted(found, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))])
+
+
+def collect_runs(root: str | Path) -> list[Run]:
+    root = Path(root)
+    if not root.is_dir():
+        raise ReportError(f"no such directory: {root}")
+    dirs = find_run_dirs(root)
+    if not dirs:
+        raise ReportError(f"no run directories (holding {METRICS_FILE}) under {root}")
+    return [read_run(d, root) for d in dirs]
+
+
+def read_run(path: Path, root: Path) -> Run:
+    run = Run(path=path, name=str(path.relative_to(root)))
+    _identify_from_config(run)
+    _identify_from_path(run)
+    if not run.identified:
+        run.problems.append("cannot tell task/depth/seed (no usable config.yaml, path not <task>/depth=<d>/seed=<s>)")
+    _read_status(run)
+    run.records, problems = read_metrics(path / METRICS_FILE)
+    run.problems.extend(problems)
+    if not run.records:
+        run.problems.append("no evaluations logged yet")
+    return run
+
+
+def _identify_from_config(run: Run) -> None:
+    config_path = run.path / "config.yaml"
+    if not config_path.exists():
+        run.problems.append("no config.yaml; identity taken from the path")
+        return
+    try:
+        cfg = yaml.safe_load(config_path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        run.problems.append(f"unreadable config.yaml ({type(exc).__name__}); identity taken from the path")
+        return
+    if not isinstance(cfg, dict):
+        run.problems.append("config.yaml is not a mapping; identity taken from the path")
+        return
+    task = cfg.get("task") if isinstance(cfg.get("task"), dict) else {}
+    train = cfg.get("train") if isinstance(cfg.get("train"), dict) else {}
+    if isinstance(task.get("name"), str):
+        run.task = task["name"]
+    if isinstance(cfg.get("tag"), str):
+        run.tag = cfg["tag"]
+    run.depth = _as_int(cfg.get("depth"))
+    run.seed = _as_int(cfg.get("seed"))
+    run.planned_steps = _as_int(train.get("steps"))
+    if run.planned_steps is None:
+        run.planned_steps = _as_int(task.get("steps"))
+
+
+def _identify_from_path(run: Run) -> None:
+    parts = run.path.resolve().parts
+    for i, part in enumerate(parts):
+        if m := re.fullmatch(r"depth=(\d+)", part):
+            run.depth = int(m[1]) if run.depth is None else run.depth
+            if run.task is None and i > 0:
+                run.task, run.tag = split_task_tag(parts[i - 1])
+        if (m := re.fullmatch(r"seed=(\d+)", part)) and run.seed is None:
+            run.seed = int(m[1])
+
+
+def split_task_tag(directory_name: str) -> tuple[str, str]:
+    """`qf_smoke` -> ("qf", "_smoke"); a name that starts with no known task is all task."""
+    for task in sorted(TASK_NAMES, key=len, reverse=True):
+        if directory_name.startswith(task):
+            return task, directory_name[len(task):]
+    return directory_name, ""
+
+
+def _read_status(run: Run) -> None:
+    status_path = run.path / "status.json"
+    if not status_path.exists():
+        return
+    try:
+        status = json.loads(status_path.read_text())
+    except (OSError, ValueError) as exc:
+        run.problems.append(f"unreadable status.json ({type(exc).__name__})")
+        return
+    if not isinstance(status, dict):
+        run.problems.append("status.json is not an object")
+        return
+    run.status = str(status.get("status") or "unknown")
+    run.reason = status.get("reason")
+    run.updated = status.get("updated")
+    if run.status == "done" and run.planned_steps and (_as_int(status.get("step")) or 0) < run.planned_steps:
+        run.problems.append(f"status done at step {status.get('step')} before the planned {run.planned_steps}")
+
+
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Records merged per step (a later line wins key by key) and sorted by step, plus what went wrong."""
+    problems: list[str] = []
+    by_step: dict[int, dict[str, Any]] = {}
+    relogged: set[int] = set()
+    lines = path.read_text(errors="replace").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            where = "trailing partial line (crash mid-write?)" if number == len(lines) else f"line {number} is not JSON"
+            problems.append(f"{METRICS_FILE}: {where}, ignored")
+            continue
+        step = _as_int(record.get("step")) if isinstance(record, dict) else None
+        if step is None:
+            problems.append(f"{METRICS_FILE}: line {number} has no integer step, ignored")
+            continue
+        merged = by_step.setdefault(step, {})
+        if set(merged) & (set(record) - {"step"}):
+            relogged.add(step)
+        merged.update(record)
+        merged["step"] = step
+    if relogged:
+        problems.append(f"{len(relogged)} step(s) logged twice (resumed run?), later values kept: "
+                        f"{', '.join(str(s) for s in sorted(relogged)[:5])}{' ...' if len(relogged) > 5 else ''}")
+    return [by_step[s] for s in sorted(by_step)], problems
+
+
+def number(value: Any) -> float:
+    """A metric value as float; null (NaN on the writer's side), text and lists become NaN."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    return float(value)
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def metric_keys(runs: list[Run]) -> list[str]:
+    """Every key seen in any record except step: the usual ones first, then the rest alphabetically."""
+    seen = {key for run in runs for record in run.records for key in record if key != "step"}
+    preferred = [k for k in PREFERRED_KEY_ORDER if k in seen]
+    return preferred + sorted(seen - set(preferred))
+
+
+def write_tidy_csv(runs: list[Run], path: Path) -> int:
+    """One row per run x logged step; returns the number of rows. Missing values are empty cells."""
+    keys = metric_keys(runs)
+    rows = 0
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*LEADING_COLUMNS, *keys])
+        for run in runs:
+            for record in run.records:
+                identity = [run.task, run.depth, run.seed, record["step"], run.tag, run.status, run.name]
+                writer.writerow([_cell(v) for v in identity] + [_cell(record.get(k)) for k in keys])
+                rows += 1
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)

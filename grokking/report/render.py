@@ -1,0 +1,219 @@
+"""The report's text and tables as document blocks: which runs went in, the Fig 2 / Fig 3a / §6.4 tables with the
+paper's values beside ours, and a per-run table. Figures are referenced by their paths in the report directory.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from grokking.report import published
+from grokking.report.collect import Run
+from grokking.report.document import Block, Bullets, Heading, Image, Paragraph, Table
+from grokking.report.figures import attention_sparsity, weight_norm_per_layer
+from grokking.report.summary import (ACCURACY, ACCURACY_PAIRS, RunSummary, Stat, curve, logs_pair, mean_sd,
+                                     success_fractions, summarise_run)
+
+Groups = dict[tuple[str, int], list[Run]]
+DASH = "—"
+
+
+def pct(value: float | None) -> str:
+    return DASH if value is None or math.isnan(value) else f"{value * 100:.1f}%"
+
+
+def stat_pct(stat: Stat) -> str:
+    if stat.n == 0:
+        return DASH
+    return f"{stat.mean * 100:.1f}%" if math.isnan(stat.sd) else f"{stat.mean * 100:.1f} ± {stat.sd * 100:.1f}%"
+
+
+def stat_num(stat: Stat) -> str:
+    if stat.n == 0:
+        return DASH
+    return f"{stat.mean:.3g}" if math.isnan(stat.sd) else f"{stat.mean:.3g} ± {stat.sd:.2g}"
+
+
+def paper(value: published.Published | None, as_pct: bool = True) -> str:
+    if value is None:
+        return DASH
+    return value.qualifier + (pct(value.value) if as_pct else f"{value.value:.4g}")
+
+
+def step_text(step: int | None) -> str:
+    return DASH if step is None else f"{step:,}"
+
+
+def last_value(run: Run, extract) -> float:
+    c = extract(run)
+    return float(c.values[-1]) if len(c) else math.nan
+
+
+def seeds_text(runs: list[Run]) -> str:
+    done = sum(r.state == "done" for r in runs)
+    return f"{len(runs)} ({done} done)" if done < len(runs) else str(len(runs))
+
+
+def definitions(threshold: float) -> Bullets:
+    t = f"{threshold:g}"
+    return Bullets([
+        "in-domain accuracy = val/acc, OOD accuracy = gen/acc (Dyck: unfiltered, as the code measured; the rows "
+        "marked 'deps ≥10 tokens' use the paper's filtered val/acc_mindep, gen/acc_mindep).",
+        "early stopping: per seed, the first evaluation with the best in-domain accuracy (among evaluations that "
+        "logged both accuracies); 'end' is the last such evaluation.",
+        "Δ = in-domain − OOD accuracy. Tables give the mean ± sd over seeds of per-seed values; the figures mark "
+        "Δ on the seed-mean curves (early stopping = best mean in-domain accuracy), as the paper's Fig 2 does.",
+        f"grokking step: the first evaluation from which OOD accuracy ≥ {t} at it and at every later evaluation.",
+        f"success 'final': the last OOD accuracy > {t}; success 'ever': the largest OOD accuracy > {t}. The paper "
+        "says 'eventually crosses 80%' without saying which (PAPER.md §6.3, §7 #27), so both are shown.",
+        "sd is the sample standard deviation over seeds (ddof=1). Unfinished runs are included with the last step "
+        "they logged, so their 'end', grokking step and success are provisional; failed runs are left out of "
+        "means and fractions and listed below.",
+    ])
+
+
+def runs_section(root: Path, runs: list[Run], groups: Groups) -> list[Block]:
+    included = {id(r) for rs in groups.values() for r in rs if r.records}
+    unfinished = [r for r in runs if r.state == "unfinished"]
+    failed = [r for r in runs if r.state == "failed"]
+    left_out = [r for r in runs if id(r) not in included and r.state != "failed"]
+    items = [f"{len(runs)} run directories under {root}; {len(included)} included in figures and tables."]
+    items.append(f"unfinished ({len(unfinished)}): " + (", ".join(
+        f"{r.name} ({r.status}, step {step_text(r.last_step)} of {step_text(r.planned_steps)})" for r in unfinished)
+        or "none"))
+    items.append(f"failed ({len(failed)}, left out): " + (", ".join(
+        f"{r.name} ({r.reason or 'no reason given'})" for r in failed) or "none"))
+    if left_out:
+        items.append(f"left out for lack of identity or evaluations ({len(left_out)}): "
+                     + ", ".join(r.name for r in left_out))
+    with_problems = [r for r in runs if r.problems]
+    items.append(f"runs with problems ({len(with_problems)}): see the last column of the table.")
+    rows = [[r.name, r.task or DASH, str(r.depth) if r.depth is not None else DASH,
+             str(r.seed) if r.seed is not None else DASH, r.status, r.state,
+             f"{step_text(r.last_step)} / {step_text(r.planned_steps)}", str(len(r.records)),
+             "yes" if id(r) in included else "no", "; ".join(r.problems) or DASH] for r in runs]
+    header = ["run", "task", "depth", "seed", "status.json", "state", "last step / planned", "logged steps",
+              "included", "problems"]
+    return [Heading("Runs"), Bullets(items), Table(header, rows)]
+
+
+def group_summaries(groups: Groups, threshold: float) -> list[tuple[str, int, list[Run], list[RunSummary]]]:
+    """(experiment, depth, runs, per-run summaries) for each group and each accuracy pair the group logged."""
+    out = []
+    for (experiment, depth), runs in groups.items():
+        for pair in ACCURACY_PAIRS:
+            if pair is ACCURACY or any(logs_pair(r, pair) for r in runs):
+                out.append((experiment + pair.label, depth, runs, [summarise_run(r, pair, threshold) for r in runs]))
+    return out
+
+
+def fig2_table(summaries: list[tuple[str, int, list[Run], list[RunSummary]]]) -> Table:
+    header = ["task", "depth", "seeds", "early-stop step (median)", "OOD @ early stop", "OOD @ end",
+              f"paper OOD @ early stop ({published.TEXT_31})", f"paper OOD @ end ({published.FIG2_MEANS})",
+              "Δ @ early stop", "Δ @ end", f"paper Δ early stop → end ({published.FIG2})"]
+    rows = []
+    for label, depth, runs, sums in summaries:
+        gaps = [s.gap for s in sums if s.gap]
+        key = (runs[0].task, depth) if sums[0].pair is ACCURACY else None
+        es_steps = [g.es_step for g in gaps]
+        rows.append([label, str(depth), seeds_text(runs),
+                     step_text(int(np.median(es_steps))) if es_steps else DASH,
+                     stat_pct(mean_sd(g.es_gen for g in gaps)), stat_pct(mean_sd(g.end_gen for g in gaps)),
+                     paper(published.EARLY_STOPPED_GEN_MEAN.get(key)), paper(published.FINAL_GEN_MEAN.get(key)),
+                     stat_pct(mean_sd(g.delta_es for g in gaps)), stat_pct(mean_sd(g.delta_end for g in gaps)),
+                     _paper_delta(key)])
+    return Table(header, rows)
+
+
+def _paper_delta(key: tuple[str, int] | None) -> str:
+    es, end = published.DELTA_EARLY_STOPPING.get(key), published.DELTA_END.get(key)
+    return f"{paper(es)} → {paper(end)}" if es and end else DASH
+
+
+def success_table(summaries: list[tuple[str, int, list[Run], list[RunSummary]]], threshold: float) -> Table:
+    header = ["task", "depth", "seeds with OOD acc", "grokked", "grokking step median [min–max]",
+              "success final", "success ever", f"paper ({published.FIG3A})",
+              f"released logs final / ever ({published.RELEASED_LOGS})"]
+    rows = []
+    for label, depth, runs, sums in summaries:
+        final, ever, n = success_fractions(sums, threshold)
+        steps = sorted(s.grok_step for s in sums if s.grok_step is not None)
+        span = f"{steps[len(steps) // 2]:,} [{steps[0]:,}–{steps[-1]:,}]" if steps else DASH
+        key = (runs[0].task, depth) if sums[0].pair is ACCURACY else None
+        released_final, released_ever = published.RELEASED_SUCCESS_FINAL.get(key), published.RELEASED_SUCCESS_EVER.get(key)
+        rows.append([label, str(depth), str(n), f"{len(steps)}/{n}", span,
+                     DASH if n == 0 else f"{final:.2f}", DASH if n == 0 else f"{ever:.2f}",
+                     paper(published.SUCCESS_FRACTION.get(key), as_pct=False),
+                     f"{released_final.value:.1f} / {released_ever.value:.1f}" if released_final and released_ever
+                     else DASH])
+    return Table(header, rows)
+
+
+def probes_table(groups: Groups) -> Table:
+    header = ["task", "depth", "weight norm / L @ end", "attention sparsity @ end", "t_score @ end",
+              f"paper t_score @300k ({published.FIG3B})", "t_parseval @ end", "paper t_parseval @300k",
+              "right-branching (logged)", "right-branching (paper)"]
+    rows = []
+    for (experiment, depth), runs in groups.items():
+        key, task = (runs[0].task, depth), runs[0].task
+        tscore = published.TSCORE_END.get(key)
+        rows.append([experiment, str(depth),
+                     stat_num(mean_sd(last_value(r, weight_norm_per_layer) for r in runs)),
+                     stat_num(mean_sd(last_value(r, attention_sparsity) for r in runs)),
+                     stat_num(mean_sd(last_value(r, lambda r: curve(r.records, "probe/tscore")) for r in runs)),
+                     f"{tscore[0].value:.3f} ± {tscore[1]:.3f}" if tscore else DASH,
+                     stat_num(mean_sd(last_value(r, lambda r: curve(r.records, "probe/tparseval")) for r in runs)),
+                     paper(published.TPARSEVAL_END.get(key), as_pct=False),
+                     stat_num(mean_sd(last_value(r, lambda r: curve(r.records, "probe/tparseval_right_branching"))
+                                      for r in runs)),
+                     paper(published.RIGHT_BRANCHING.get(task), as_pct=False)])
+    return Table(header, rows)
+
+
+def per_run_table(summaries: list[tuple[str, int, list[Run], list[RunSummary]]], threshold: float) -> Table:
+    header = ["task", "depth", "seed", "state", "last step", "early-stop step", "val @ early stop",
+              "OOD @ early stop", "OOD @ end", "max OOD", "grokking step", "success final / ever"]
+    rows = []
+    for label, depth, _, sums in summaries:
+        for s in sums:
+            g, (final, ever) = s.gap, s.success(threshold)
+            rows.append([label, str(depth), str(s.run.seed), s.run.state, step_text(s.run.last_step),
+                         step_text(g.es_step) if g else DASH, pct(g.es_val if g else None),
+                         pct(g.es_gen if g else None), pct(s.final_gen), pct(s.max_gen), step_text(s.grok_step),
+                         DASH if final is None else f"{'yes' if final else 'no'} / {'yes' if ever else 'no'}"])
+    return Table(header, rows)
+
+
+def report_blocks(root: Path, runs: list[Run], groups: Groups, threshold: float, curve_figures: list[str],
+                  success_figure: str | None, probe_figures: list[str], tidy_csv: str, generated: str) -> list[Block]:
+    summaries = group_summaries(groups, threshold)
+    blocks: list[Block] = [
+        Heading(f"grok report: {root}", 1),
+        Paragraph(f"Generated {generated}. Threshold {threshold:g}. Tidy metrics (one row per run × logged step, "
+                  f"every logged key): {tidy_csv}."),
+        *runs_section(root, runs, groups),
+        Heading("Definitions"), definitions(threshold),
+    ]
+    if not summaries:
+        return blocks + [Paragraph("No identified, non-failed run has logged an evaluation yet.")]
+    blocks += [Heading("Grokking curves (Fig 2 style)")]
+    blocks += [Image(path, f"{Path(path).stem.removeprefix('curves_')}: in-domain (solid) and OOD (dashed) accuracy, "
+                           "mean ± sd over seeds; Δ on the mean curves at early stopping (o) and the end (□); "
+                           f"dotted line at {threshold:.0%}.") for path in curve_figures]
+    blocks += [Heading("OOD accuracy at early stopping vs at the end", 3), fig2_table(summaries),
+               Paragraph("The paper's Δ markers were drawn by hand on the seed-mean curves (PAPER.md §4.5); its "
+                         "early-stopped means are only bounded in the text.")]
+    blocks += [Heading("Grokking step and success by depth (Fig 3a style)")]
+    if success_figure:
+        blocks.append(Image(success_figure, f"fraction of seeds with OOD accuracy > {threshold:g}, at the final "
+                                            "step (solid) and ever (hatched); black ticks: the paper's Fig 3a."))
+    blocks.append(success_table(summaries, threshold))
+    if probe_figures:
+        blocks += [Heading("Probe dynamics (Fig 3b / Fig 4 style)")]
+        blocks += [Image(path, f"{Path(path).stem.removeprefix('probes_')}: probes by depth, mean ± sd over "
+                               "seeds; dashed line on t_parseval: right-branching baseline.") for path in probe_figures]
+        blocks.append(probes_table(groups))
+    blocks += [Heading("Per-run results"), per_run_table(summaries, threshold)]
+    return blocks

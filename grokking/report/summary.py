@@ -1,0 +1,191 @@
+"""The numbers a report is made of, as pure functions of metric records (PAPER.md §4.5, §6.2, §6.3).
+
+Definitions (accuracies are fractions in [0, 1]; `threshold` is 0.8 unless the user asks otherwise):
+- early stopping: the first evaluation with the best in-domain accuracy (`val/acc`) among evaluations that
+  logged both `val/acc` and `gen/acc`;
+- Δ (gap): in-domain minus OOD accuracy (`val/acc − gen/acc`), at early stopping and at the last such evaluation;
+- grokking step: the first evaluation from which `gen/acc >= threshold` at it and at every later evaluation
+  (None if the last one is below threshold). For an unfinished run this is provisional;
+- success "final": the last logged `gen/acc > threshold`; success "ever": the largest `gen/acc > threshold`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from grokking.config import TASK_NAMES
+from grokking.report.collect import Run, number
+
+
+@dataclass(frozen=True)
+class AccuracyPair:
+    """An in-domain / OOD metric pair; Dyck logs a second, filtered pair (PAPER.md §4.3, §7 #9)."""
+
+    label: str
+    val: str
+    gen: str
+
+
+ACCURACY = AccuracyPair("", "val/acc", "gen/acc")
+DYCK_MIN_DEP = AccuracyPair(" (deps ≥10 tokens)", "val/acc_mindep", "gen/acc_mindep")
+ACCURACY_PAIRS = (ACCURACY, DYCK_MIN_DEP)
+
+
+@dataclass(frozen=True)
+class Curve:
+    steps: np.ndarray  # int, increasing
+    values: np.ndarray  # float, finite
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """In-domain and OOD accuracy at early stopping and at the end."""
+
+    es_step: int
+    es_val: float
+    es_gen: float
+    end_step: int
+    end_val: float
+    end_gen: float
+
+    @property
+    def delta_es(self) -> float:
+        return self.es_val - self.es_gen
+
+    @property
+    def delta_end(self) -> float:
+        return self.end_val - self.end_gen
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run: Run
+    pair: AccuracyPair
+    gap: Gap | None  # None without a single evaluation logging both accuracies
+    final_gen: float  # last logged OOD accuracy (NaN if none)
+    max_gen: float
+    grok_step: int | None
+
+    def success(self, threshold: float) -> tuple[bool | None, bool | None]:
+        """(final, ever) success; None when the run logged no OOD accuracy."""
+        if math.isnan(self.final_gen):
+            return None, None
+        return self.final_gen > threshold, self.max_gen > threshold
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float
+    sd: float  # sample standard deviation (ddof=1); NaN for fewer than 2 values
+    n: int
+
+
+@dataclass(frozen=True)
+class MeanCurve:
+    steps: np.ndarray
+    mean: np.ndarray
+    sd: np.ndarray  # NaN where fewer than 2 runs logged the step
+    n: np.ndarray  # runs contributing at each step
+
+
+def curve(records: list[dict[str, Any]], key: str) -> Curve:
+    """The finite values of `key` over steps (records are sorted by step)."""
+    pairs = [(r["step"], number(r.get(key))) for r in records]
+    pairs = [(s, v) for s, v in pairs if math.isfinite(v)]
+    return Curve(np.array([s for s, _ in pairs], dtype=np.int64), np.array([v for _, v in pairs], dtype=float))
+
+
+def first_argmax(values: np.ndarray) -> int | None:
+    return int(np.argmax(values)) if len(values) else None
+
+
+def gap(steps: np.ndarray, val: np.ndarray, gen: np.ndarray) -> Gap | None:
+    """Early stopping and end on aligned finite arrays (ties: the first best step)."""
+    i = first_argmax(val)
+    if i is None:
+        return None
+    return Gap(int(steps[i]), float(val[i]), float(gen[i]), int(steps[-1]), float(val[-1]), float(gen[-1]))
+
+
+def grokking_step(steps: np.ndarray, gen: np.ndarray, threshold: float) -> int | None:
+    """First step from which gen >= threshold at every later evaluation, or None."""
+    below = np.flatnonzero(gen < threshold)
+    if len(gen) == 0 or (len(below) and below[-1] == len(gen) - 1):
+        return None
+    return int(steps[below[-1] + 1]) if len(below) else int(steps[0])
+
+
+def summarise_run(run: Run, pair: AccuracyPair, threshold: float) -> RunSummary:
+    val, gen = curve(run.records, pair.val), curve(run.records, pair.gen)
+    both, i_val, i_gen = np.intersect1d(val.steps, gen.steps, return_indices=True)
+    return RunSummary(
+        run=run,
+        pair=pair,
+        gap=gap(both, val.values[i_val], gen.values[i_gen]),
+        final_gen=float(gen.values[-1]) if len(gen) else math.nan,
+        max_gen=float(gen.values.max()) if len(gen) else math.nan,
+        grok_step=grokking_step(gen.steps, gen.values, threshold),
+    )
+
+
+def logs_pair(run: Run, pair: AccuracyPair) -> bool:
+    return any(pair.val in r or pair.gen in r for r in run.records)
+
+
+def mean_sd(values: Iterable[float | None]) -> Stat:
+    finite = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if not len(finite):
+        return Stat(math.nan, math.nan, 0)
+    sd = float(finite.std(ddof=1)) if len(finite) > 1 else math.nan
+    return Stat(float(finite.mean()), sd, len(finite))
+
+
+def success_fractions(summaries: list[RunSummary], threshold: float) -> tuple[float, float, int]:
+    """(final, ever, n): fractions of the n runs that logged OOD accuracy."""
+    outcomes = [s.success(threshold) for s in summaries]
+    outcomes = [o for o in outcomes if o[0] is not None]
+    if not outcomes:
+        return math.nan, math.nan, 0
+    return (sum(f for f, _ in outcomes) / len(outcomes), sum(e for _, e in outcomes) / len(outcomes), len(outcomes))
+
+
+def mean_curve(curves: list[Curve]) -> MeanCurve:
+    """Mean and sd across runs at every step any run logged (each step averages the runs that logged it)."""
+    by_step: dict[int, list[float]] = defaultdict(list)
+    for c in curves:
+        for s, v in zip(c.steps.tolist(), c.values.tolist(), strict=True):
+            by_step[s].append(v)
+    steps = sorted(by_step)
+    stats = [mean_sd(by_step[s]) for s in steps]
+    return MeanCurve(np.array(steps, dtype=np.int64), np.array([t.mean for t in stats]),
+                     np.array([t.sd for t in stats]), np.array([t.n for t in stats], dtype=np.int64))
+
+
+def mean_curve_gap(val: MeanCurve, gen: MeanCurve) -> Gap | None:
+    """Early stopping and Δ read off the seed-mean curves, as the paper's Fig 2 does (PAPER.md §4.5)."""
+    both, i_val, i_gen = np.intersect1d(val.steps, gen.steps, return_indices=True)
+    return gap(both, val.mean[i_val], gen.mean[i_gen])
+
+
+def task_order(experiment: str) -> tuple[int, str]:
+    known = [i for i, task in enumerate(TASK_NAMES) if experiment.startswith(task)]
+    return (known[0] if known else len(TASK_NAMES), experiment)
+
+
+def group_runs(runs: list[Run]) -> dict[tuple[str, int], list[Run]]:
+    """Identified, not failed runs by (experiment, depth), in task then depth order."""
+    groups: dict[tuple[str, int], list[Run]] = defaultdict(list)
+    for run in runs:
+        if run.identified and run.state != "failed":
+            groups[(run.experiment, run.depth)].append(run)
+    ordered = sorted(groups, key=lambda key: (task_order(key[0]), key[1]))
+    return {key: sorted(groups[key], key=lambda r: r.seed) for key in ordered}

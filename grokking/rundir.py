@@ -1,0 +1,190 @@
+"""The run directory: one per config, derived from it (`runs/<task>/depth=<d>/seed=<s>`).
+
+It holds the resolved `config.yaml`, `meta.json` (provenance), `status.json`, the append-only
+`metrics.jsonl` (source of truth) and `train_log.jsonl`, `train.log`, and `ckpt/`. A lock file keeps a
+second process out of a busy run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from grokking.errors import RunDirError
+
+STATUSES = ("running", "done", "failed", "preempted")
+# Config keys that may change between segments of one run without changing what is trained.
+NOT_HASHED = ("logger", "paths", "run_dir", "device", "force", "resume", "tag", "export", "probes", "diagnostics")
+NOT_HASHED_TRAIN = ("steps", "eval_every", "log_every", "probe_every", "save_every", "snapshot_every", "eval_batch_size")
+NOT_HASHED_TASK = ("steps", "eval_every", "eval_gen_sample", "dyck_eval_prefixes", "dyck_min_dep")
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of everything that determines the trained weights (not cadences, paths or loggers)."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    for key in NOT_HASHED:
+        tree.pop(key, None)
+    for key in NOT_HASHED_TRAIN:
+        tree["train"].pop(key, None)
+    for key in NOT_HASHED_TASK:
+        tree["task"].pop(key, None)
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file; a torn last line (crash mid-write) is skipped."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            records.append(json.loads(line))
+    return records
+
+
+def json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.ckpt = self.path / "ckpt"
+        self.snapshots = self.ckpt / "snapshots"
+        self._lock_handle = None
+
+    # -- files -----------------------------------------------------------------------------------------
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def train_log_file(self) -> Path:
+        return self.path / "train_log.jsonl"
+
+    def status(self) -> dict[str, Any] | None:
+        path = self.path / "status.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def write_status(self, status: str, step: int, reason: str | None = None) -> None:
+        assert status in STATUSES, status
+        record = {"status": status, "reason": reason, "step": step, "updated": now(), "pid": os.getpid(),
+                  "host": socket.gethostname()}
+        atomic_write_text(self.path / "status.json", json.dumps(record, indent=1) + "\n")
+
+    def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
+        with open(path, "a") as handle:
+            handle.write(json.dumps({k: json_safe(v) for k, v in record.items()}) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def truncate_after(self, step: int) -> None:
+        """Drop log records past `step` (written after the checkpoint we resume from; they will be redone)."""
+        for path in (self.metrics_file, self.train_log_file):
+            if path.exists():
+                kept = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+                atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def create(self) -> None:
+        try:
+            self.snapshots.mkdir(parents=True, exist_ok=True)
+            probe = self.path / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise RunDirError(f"cannot write run directory {self.path}: {exc.strerror or exc}") from None
+
+    def lock(self) -> None:
+        """Take an exclusive lock for this process's lifetime; a second process is refused."""
+        handle = open(self.path / ".lock", "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunDirError(f"run directory {self.path} is busy (held by {holder})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._lock_handle = handle
+
+    def release(self) -> None:
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def save_config(self, cfg: DictConfig) -> None:
+        atomic_write_text(self.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    def write_meta(self, cfg: DictConfig, device: str, extra: dict[str, Any]) -> None:
+        meta = {"started": now(), "config_hash": config_hash(cfg), "command": " ".join(sys.argv),
+                "host": socket.gethostname(), "python": platform.python_version(), "device": device,
+                "packages": package_versions(), "git": git_state(), "slurm": slurm_ids(), **extra}
+        history_path = self.path / "meta.json"
+        previous = []
+        if history_path.exists():
+            with contextlib.suppress(OSError, json.JSONDecodeError):
+                previous = json.loads(history_path.read_text()).get("segments", [])
+        atomic_write_text(history_path, json.dumps({**meta, "segments": [*previous, meta["started"]]}, indent=1) + "\n")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("grok", "torch", "numpy", "hydra-core", "omegaconf", "nltk", "submitit", "wandb"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+def git_state() -> dict[str, Any] | None:
+    """SHA and dirty flag of the source checkout, when grok runs from one."""
+    source = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"sha": sha, "dirty": bool(dirty)}
+
+
+def slurm_ids() -> dict[str, str]:
+    keys = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT", "SLURM_JOB_NODELIST")
+    return {k: os.environ[k] for k in keys if k in os.environ}

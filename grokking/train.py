@@ -1,0 +1,374 @@
+"""One training run: a decoder-only LM on QF, TI or Dyck, evaluated in-domain vs OOD every `eval_every` steps.
+
+    grok train task=qf depth=6 seed=3       # CLI entry (cli/train.py); resumes if the run dir exists
+    python -c "from cli.compose import compose_config; from grokking.train import train; \
+               train(compose_config(['experiment=smoke']))"
+
+The data order derives from (seed, epoch) and the RNG state is checkpointed, so a resumed run sees exactly
+the batches and dropout masks an uninterrupted one would. `train()` always leaves a `status.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+import signal
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from grokking.checkpoint import load_resume_state, save_latest, save_snapshot, snapshot_path
+from grokking.config import validate
+from grokking.errors import ConfigError, GrokError, RunDirError, TrainingFailed
+from grokking.evaluate import evaluate, lm_loss
+from grokking.loggers import MetricsLogger, stable_run_id
+from grokking.model import build_model
+from grokking.rundir import RunDir, config_hash, now
+
+log = logging.getLogger("grokking.train")
+PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
+
+class Preempted(GrokError):
+    """Stopped by SIGTERM/SIGUSR2 after saving; re-running the same command resumes."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again
+
+
+class PreemptionFlag:
+    """Turns SIGTERM/SIGUSR2 into a flag checked at step boundaries; remembers the handlers it replaced
+    (submitit's requeue handler among them) so they can run after our checkpoint is safely written."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> PreemptionFlag:
+        for sig in PREEMPT_SIGNALS:
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def chain(self) -> None:
+        handler = self.previous.get(self.signum)
+        if callable(handler):
+            handler(self.signum, None)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} requested but CUDA is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}") from None
+
+
+def learning_rate(step: int, optim_cfg) -> float:
+    """Linear warm-up 0 -> lr over warmup_steps, then linear decay to 0 at decay_horizon (the first update has LR 0)."""
+    if step < optim_cfg.warmup_steps:
+        return optim_cfg.lr * step / optim_cfg.warmup_steps
+    remaining = (optim_cfg.decay_horizon - step) / (optim_cfg.decay_horizon - optim_cfg.warmup_steps)
+    return optim_cfg.lr * max(0.0, remaining)
+
+
+class BatchOrder:
+    """Training batches as a pure function of (seed, step): epoch e shuffles with default_rng([seed, e])."""
+
+    def __init__(self, encoded: list[list[int]], vocab, batch_size: int, seed: int):
+        lengths = np.array([len(row) + 1 for row in encoded])
+        self.inputs = np.full((len(encoded), lengths.max()), vocab.pad, dtype=np.int64)
+        self.targets = np.full((len(encoded), lengths.max()), -100, dtype=np.int64)
+        for i, row in enumerate(encoded):
+            self.inputs[i, : len(row) + 1] = [vocab.sos, *row]
+            self.targets[i, : len(row) + 1] = [*row, vocab.eos]
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.seed = seed
+        self.per_epoch = math.ceil(len(encoded) / batch_size)
+        self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
+
+    def epoch_of(self, step: int) -> int:
+        return step // self.per_epoch
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.lengths))
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        width = int(self.lengths[rows].max())
+        return torch.from_numpy(self.inputs[rows, :width]), torch.from_numpy(self.targets[rows, :width])
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def changed_keys(saved: DictConfig, current: DictConfig) -> list[str]:
+    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(node, dict):
+            return {k: v for key, value in node.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): node}
+
+    old = flat(OmegaConf.to_container(saved, resolve=True))
+    new = flat(OmegaConf.to_container(current, resolve=True))
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
+
+def archive_previous(run_dir: RunDir) -> None:
+    """force=true: move the old run's files aside (never delete what a run wrote)."""
+    names = ("ckpt", "metrics.jsonl", "train_log.jsonl", "status.json", "meta.json", "config.yaml", "train.log",
+             "probe_sample.json", "probes.jsonl", "diagnostics")
+    present = [n for n in names if (run_dir.path / n).exists()]
+    if not present:
+        return
+    target = run_dir.path / "archive" / now().replace(":", "-")
+    target.mkdir(parents=True)
+    for name in present:
+        shutil.move(str(run_dir.path / name), str(target / name))
+    log.info("force=true: previous run files moved to %s", target)
+
+
+def attach_file_log(run_dir: RunDir) -> logging.Handler:
+    handler = logging.FileHandler(run_dir.path / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("grokking").addHandler(handler)
+    logging.getLogger("grokking").setLevel(logging.INFO)
+    return handler
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train (or resume, or skip if finished) the run described by `cfg`; returns its last metrics."""
+    validate(cfg)
+    run_dir = RunDir(cfg.run_dir)
+    run_dir.create()
+    run_dir.lock()
+    handler = attach_file_log(run_dir)
+    try:
+        status = run_dir.status()
+        if cfg.force:
+            archive_previous(run_dir)
+        elif status and status["status"] == "done" and status["step"] >= cfg.train.steps:
+            log.info("%s is already done (step %d); force=true retrains it", run_dir.path, status["step"])
+            print(f"grok: {run_dir.path} is already done at step {status['step']} (force=true retrains it)")
+            return {"step": status["step"], "status": "done"}
+        return Trainer(cfg, run_dir).run()
+    finally:
+        logging.getLogger("grokking").removeHandler(handler)
+        handler.close()
+        run_dir.release()
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, run_dir: RunDir):
+        from grokking.data import load_task_data
+
+        self.cfg, self.run_dir = cfg, run_dir
+        self.step = 0
+        self.device = pick_device(cfg.device)
+        self.data = load_task_data(cfg)
+        if cfg.train.batch_size > len(self.data.train):
+            raise ConfigError(f"train.batch_size ({cfg.train.batch_size}) is larger than the training set "
+                              f"({len(self.data.train)})")
+        seed_everything(cfg.seed, cfg.deterministic)
+        self.model = build_model(cfg.model, self.data.vocab.size).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=0.0, betas=tuple(cfg.optim.betas),
+                                           eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay)
+        self.batches = BatchOrder([self.data.vocab.encode(e.tokens) for e in self.data.train], self.data.vocab,
+                                  cfg.train.batch_size, cfg.seed)
+        self.elapsed_before = 0.0
+        self.run_id = stable_run_id(run_dir)
+        self.hash = config_hash(cfg)
+        self.segment_start = time.perf_counter()
+        self.preempted: str | None = None
+
+    # -- state -----------------------------------------------------------------------------------------
+    def restore(self) -> None:
+        state, source = (None, "") if self.cfg.resume == "never" else load_resume_state(self.run_dir.ckpt)
+        if state is None:
+            self.run_dir.truncate_after(0)  # log lines of a segment that died before its first checkpoint
+            save_snapshot(self.model.state_dict(), 0, self.run_dir.ckpt / "init.pt")
+            return
+        saved_hash = state.get("config_hash")
+        if saved_hash is not None and saved_hash != self.hash and self.cfg.resume != "force":
+            saved_cfg = self.run_dir.path / "config.yaml"
+            diff = changed_keys(OmegaConf.load(saved_cfg), self.cfg) if saved_cfg.exists() else []
+            raise RunDirError(f"{self.run_dir.path} holds a run with a different training config "
+                              f"({', '.join(diff[:6]) or 'config hash differs'}); use resume=force to continue it "
+                              f"anyway, force=true to start over, or another tag=/run_dir=")
+        self.model.load_state_dict(state["model"])
+        self.step = int(state["step"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+            restore_rng(state["rng"], self.device)
+            self.elapsed_before = float(state.get("elapsed_s", 0.0))
+            self.run_id = state.get("run_id", self.run_id)
+        self.run_dir.truncate_after(self.step)
+        log.info("resuming %s from %s at step %d", self.run_dir.path, source, self.step)
+
+    def save(self) -> None:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                 "epoch": self.batches.epoch_of(self.step), "rng": rng_state(self.device),
+                 "run_id": self.run_id, "config_hash": self.hash, "elapsed_s": self.elapsed()}
+        save_latest(state, self.run_dir.ckpt)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.segment_start
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg, run_dir = self.cfg, self.run_dir
+        self.restore()
+        run_dir.save_config(cfg)
+        run_dir.write_meta(cfg, str(self.device), {"run_id": self.run_id, "resumed_at_step": self.step,
+                                                   "parameters": sum(p.numel() for p in self.model.parameters())})
+        run_dir.write_status("running", self.step)
+        logger = MetricsLogger(cfg, run_dir, self.run_id)
+        outcome, reason, last = "failed", "unexpected exit", {}
+        try:
+            with PreemptionFlag() as preemption:
+                last = self.loop(logger, preemption)
+            outcome, reason = "done", None
+            return last
+        except Preempted as exc:
+            outcome, reason = "preempted", str(exc)
+            raise
+        except GrokError as exc:
+            reason = str(exc)
+            raise
+        except KeyboardInterrupt:
+            outcome, reason = "preempted", "interrupted (KeyboardInterrupt); re-run the command to resume"
+            raise
+        except BaseException as exc:  # includes submitit's SystemExit after it requeued a preempted job
+            outcome, reason = ("preempted", self.preempted) if self.preempted else ("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            run_dir.write_status(outcome, self.step, reason)
+            logger.close(0 if outcome == "done" else 1)
+            log.info("%s: %s at step %d%s", run_dir.path, outcome, self.step, f" ({reason})" if reason else "")
+
+    def loop(self, logger: MetricsLogger, preemption: PreemptionFlag) -> dict[str, Any]:
+        cfg, tcfg = self.cfg, self.cfg.train
+        model = self.model
+        forward = torch.compile(model) if cfg.compile else model
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+        prober = self.make_prober()
+        window = torch.zeros(2, device=self.device)  # loss and grad-norm sums since the last log line
+        eval_window = torch.zeros(2, device=self.device)
+        window_steps = eval_steps = 0
+        last: dict[str, Any] = {"step": self.step}
+        self.segment_start = time.perf_counter()
+        model.train()
+        bar = tqdm(total=tcfg.steps, initial=self.step, disable=None, dynamic_ncols=True, mininterval=1.0,
+                   desc=f"{cfg.task.name} d{cfg.depth} s{cfg.seed}")
+        plain_lines = bar.disable
+        try:
+            while self.step < tcfg.steps:
+                inputs, targets = (t.to(self.device, non_blocking=True) for t in self.batches.batch(self.step))
+                lr = learning_rate(self.step, cfg.optim)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                with autocast:
+                    loss = lm_loss(forward(inputs), targets)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                self.optimizer.step()
+                self.step += 1
+                stats = torch.stack([loss.detach().float(), grad_norm.detach().float()])
+                window += stats
+                eval_window += stats
+                window_steps += 1
+                eval_steps += 1
+                bar.update(1)
+
+                if self.step % tcfg.log_every == 0 or self.step == tcfg.steps:
+                    mean_loss, mean_norm = (window / window_steps).tolist()  # the one host sync per log window
+                    self.check_finite(mean_loss)
+                    record = {"step": self.step, "train/loss": mean_loss, "train/lr": lr, "train/grad_norm": mean_norm}
+                    logger.log_train(record)
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
+                    if plain_lines:
+                        log.info("step %d/%d loss %.4f lr %.2e grad_norm %.3f", self.step, tcfg.steps, mean_loss,
+                                 lr, mean_norm)
+                    window.zero_()
+                    window_steps = 0
+
+                if self.step % tcfg.eval_every == 0 or self.step == tcfg.steps:
+                    mean_loss, mean_norm = (eval_window / eval_steps).tolist()
+                    self.check_finite(mean_loss)
+                    last = {"step": self.step, "epoch": self.batches.epoch_of(self.step),
+                            "elapsed_s": round(self.elapsed(), 2), "train/loss": mean_loss, "train/lr": lr,
+                            "train/grad_norm": mean_norm}
+                    last.update(evaluate(model, self.data, cfg.task, tcfg.eval_batch_size, self.device, cfg.seed,
+                                         self.step))
+                    if prober is not None and self.step % tcfg.probe_every == 0:
+                        last.update(prober(model, self.step))
+                    logger.log_eval(last)
+                    eval_window.zero_()
+                    eval_steps = 0
+                    log.info("step %d: " + " ".join(f"{k}={v:.4f}" for k, v in last.items()
+                                                    if k.endswith("acc") and v is not None), self.step)
+
+                if tcfg.snapshot_every and self.step % tcfg.snapshot_every == 0:
+                    save_snapshot(model.state_dict(), self.step, snapshot_path(self.run_dir.ckpt, self.step))
+                if self.step % tcfg.save_every == 0 or self.step == tcfg.steps or preemption.signum:
+                    if self.step % tcfg.log_every:  # make sure nothing non-finite goes into a checkpoint
+                        self.check_finite(float(loss))
+                    self.save()
+                if preemption.signum:
+                    self.preempted = (f"{signal.Signals(preemption.signum).name} received; saved step {self.step} "
+                                      f"to {self.run_dir.ckpt}/latest.pt; re-run the same command to resume")
+                    self.run_dir.write_status("preempted", self.step, self.preempted)
+                    preemption.chain()  # e.g. submitit's handler: requeue the job, then exit
+                    raise Preempted(self.preempted)
+            if self.step == 0 or not (self.run_dir.ckpt / "latest.pt").exists():
+                self.save()
+        finally:
+            bar.close()
+        return last
+
+    def check_finite(self, value: float) -> None:
+        if not math.isfinite(value):
+            raise TrainingFailed(f"non-finite training loss ({value}) near step {self.step}; the last good "
+                                 f"checkpoint is kept in {self.run_dir.ckpt}")
+
+    def make_prober(self):
+        if not self.cfg.probes.enabled:
+            return None
+        from grokking.probes import Prober
+
+        return Prober(self.cfg, self.data, self.run_dir.path, self.device)
+
