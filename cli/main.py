@@ -15,6 +15,8 @@ import sys
 SUBCOMMANDS = {
     "train": "train a transformer LM (Hydra overrides; -m for sweeps)",
     "data": "generate, cache and export the datasets (task=qf|ti|dyck)",
+    "probe": "compute model-internal probes for a run's saved snapshots",
+    "report": "figures and tables from a run or a sweep (paper Fig 2/3/4 style)",
 }
 
 USAGE = "usage: grok <subcommand> [args...]   (grok <subcommand> --help for its options)"

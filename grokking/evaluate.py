@@ -39,11 +39,6 @@ def lm_batch(examples: Sequence[Example], vocab: Vocab, device: torch.device) ->
     return inputs, targets
 
 
-def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
-    """Token-level cross entropy summed over real targets and divided by their count (PAPER.md §2.3)."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100)
-
-
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

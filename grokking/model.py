@@ -149,5 +149,10 @@ class TransformerLM(nn.Module):
         return extras
 
 
+def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Token-level cross entropy summed over real targets and divided by their count (PAPER.md §2.3)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100)
+
+
 def build_model(model_cfg, vocab_size: int) -> TransformerLM:
     return TransformerLM(ModelShape.from_config(model_cfg, vocab_size))

@@ -26,9 +26,9 @@ from tqdm import tqdm
 from grokking.checkpoint import load_resume_state, save_latest, save_snapshot, snapshot_path
 from grokking.config import validate
 from grokking.errors import ConfigError, GrokError, RunDirError, TrainingFailed
-from grokking.evaluate import evaluate, lm_loss
+from grokking.evaluate import evaluate
 from grokking.loggers import MetricsLogger, stable_run_id
-from grokking.model import build_model
+from grokking.model import build_model, lm_loss
 from grokking.rundir import RunDir, config_hash, now
 
 log = logging.getLogger("grokking.train")
@@ -204,7 +204,8 @@ class Trainer:
         seed_everything(cfg.seed, cfg.deterministic)
         self.model = build_model(cfg.model, self.data.vocab.size).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=0.0, betas=tuple(cfg.optim.betas),
-                                           eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay)
+                                           eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay,
+                                           fused=True)  # one kernel for all params (CPU and CUDA)
         self.batches = BatchOrder([self.data.vocab.encode(e.tokens) for e in self.data.train], self.data.vocab,
                                   cfg.train.batch_size, cfg.seed)
         self.elapsed_before = 0.0

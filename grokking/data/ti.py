@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from grokking.data.lexicon import PRESENT, is_plural_noun, pos_tags
+import numpy as np
+
+from grokking.data.examples import Example
+from grokking.data.grammar import SentenceSampler
+from grokking.data.lexicon import PAST, PRESENT, is_plural_noun, pos_tags
+from grokking.data.splits import Draw
 from grokking.data.trees import parse
 from grokking.errors import DataError
 
@@ -39,3 +44,26 @@ def present(past_words: list[str], rule: str) -> list[str]:
             word = _inflect(word, plural)
         out.append(word)
     return out
+
+
+def candidates(sampler: SentenceSampler, rng: np.random.Generator, generalisation: bool) -> Draw:
+    """In-domain: "PAST" (identity) or "PRESENT" with probability 1/2 each, a "PRESENT" rejected where agreeing
+    with the most recent noun would change the output. Generalisation: "PRESENT" lines where it does (only the main
+    verb can be affected: every other verb's subject is the noun right before it)."""
+
+    def draw(n: int) -> list[Example]:
+        sentences = sampler.sample(rng, n)  # present tense, each verb agreeing with its subject
+        to_present = rng.random(n) < 0.5
+        out = []
+        for words, change in zip(sentences, to_present.tolist(), strict=True):
+            past = [PAST.get(w, w) for w in words]
+            if generalisation or change:
+                ambiguous = present(past[:-1], "linear") == words[:-1]
+                if ambiguous == generalisation:
+                    continue
+                out.append(Example((*past, "PRESENT", *words), len(words) + 1))
+            else:
+                out.append(Example((*past, "PAST", *past), len(words) + 1))
+        return out
+
+    return draw

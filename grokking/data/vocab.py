@@ -43,8 +43,5 @@ class Vocab:
         names = {self.eos: EOS, self.sos: SOS}
         return [self.tokens[i] if 0 <= i < len(self.tokens) else names[i] for i in map(int, ids)]
 
-    def __len__(self) -> int:
-        return len(self.tokens)
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocab) and other.tokens == self.tokens

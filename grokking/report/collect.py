@@ -90,11 +90,26 @@ def read_run(path: Path, root: Path) -> Run:
     if not run.identified:
         run.problems.append("cannot tell task/depth/seed (no usable config.yaml, path not <task>/depth=<d>/seed=<s>)")
     _read_status(run)
-    run.records, problems = read_metrics(path / METRICS_FILE)
-    run.problems.extend(problems)
-    if not run.records:
-        run.problems.append("no evaluations logged yet")
+    try:
+        run.records, problems = read_metrics(path / METRICS_FILE)
+        run.problems.extend(problems)
+    except OSError as exc:
+        run.problems.append(f"unreadable {METRICS_FILE}: {exc.strerror}")
+    run.problems.extend(missing_accuracy_problems(run.records))
     return run
+
+
+def missing_accuracy_problems(records: list[dict[str, Any]]) -> list[str]:
+    """Evaluations (records with any val/ or gen/ key) that lack val/acc or gen/acc, or hold null (NaN) there."""
+    evaluations = [r for r in records if any(k.startswith(("val/", "gen/")) for k in r)]
+    if not evaluations:
+        return ["no evaluations logged yet"]
+    problems = []
+    for key in ("val/acc", "gen/acc"):
+        missing = sum(not math.isfinite(number(r.get(key))) for r in evaluations)
+        if missing:
+            problems.append(f"{key} missing or NaN at {missing} of {len(evaluations)} evaluations")
+    return problems
 
 
 def _identify_from_config(run: Run) -> None:

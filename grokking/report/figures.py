@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from grokking.report.summary import ACCURACY, Curve, MeanCurve, curve, mean_curv
 DPI = 100
 PANEL_INCHES = (4.2, 3.3)
 MAX_COLUMNS = 4
+PROBE_COLUMNS = 2
 LOG_STEPS_FROM_RATIO = 20  # log-scale the step axis when the logged steps span this factor or more
 STEP_LABEL = "training step (optimizer updates)"
 
@@ -31,20 +33,21 @@ def depth_colors(depths: list[int]) -> dict[int, str]:
     return {d: palette[i % len(palette)] for i, d in enumerate(sorted(set(depths)))}
 
 
-def grid_shape(n_panels: int) -> tuple[int, int]:
-    columns = min(n_panels, MAX_COLUMNS)
+def grid_shape(n_panels: int, max_columns: int = MAX_COLUMNS) -> tuple[int, int]:
+    columns = min(n_panels, max_columns)
     return math.ceil(n_panels / columns), columns
 
 
-def figure_size_px(n_panels: int) -> tuple[int, int]:
+def figure_size_px(n_panels: int, max_columns: int = MAX_COLUMNS) -> tuple[int, int]:
     """(width, height) in pixels of a figure with `n_panels` panels."""
-    rows, columns = grid_shape(n_panels)
+    rows, columns = grid_shape(n_panels, max_columns)
     return round(columns * PANEL_INCHES[0] * DPI), round(rows * PANEL_INCHES[1] * DPI)
 
 
-def _panels(n_panels: int, title: str) -> tuple[Figure, list[Axes]]:
-    rows, columns = grid_shape(n_panels)
-    fig = Figure(figsize=(columns * PANEL_INCHES[0], rows * PANEL_INCHES[1]), dpi=DPI, layout="constrained")
+def _panels(n_panels: int, title: str, max_columns: int = MAX_COLUMNS) -> tuple[Figure, list[Axes]]:
+    rows, columns = grid_shape(n_panels, max_columns)
+    width, height = figure_size_px(n_panels, max_columns)
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = list(fig.subplots(rows, columns, squeeze=False).flat)
     for extra in axes[n_panels:]:
@@ -88,7 +91,9 @@ def plot_grokking_curves(experiment: str, groups: dict[int, list[Run]], colors: 
     for ax, (depth, runs) in zip(axes, groups.items(), strict=True):
         val = mean_curve([curve(r.records, ACCURACY.val) for r in runs])
         gen = mean_curve([curve(r.records, ACCURACY.gen) for r in runs])
-        ax.set_title(f"{depth} layers, {len(runs)} seed{'s' if len(runs) != 1 else ''}")
+        unfinished = sum(r.state != "done" for r in runs)
+        ax.set_title(f"{depth} layers, {len(runs)} seed{'s' if len(runs) != 1 else ''}"
+                     + (f" ({unfinished} unfinished)" if unfinished else ""))
         if not len(val.steps) and not len(gen.steps):
             _no_data(ax, "val/acc and gen/acc")
             continue
@@ -96,16 +101,16 @@ def plot_grokking_curves(experiment: str, groups: dict[int, list[Run]], colors: 
         _band(ax, gen, colors[depth], 100, linestyle="--", label="OOD (gen/acc)")
         ax.axhline(threshold * 100, color="gray", linewidth=0.8, linestyle=":")
         if gap := mean_curve_gap(val, gen):
-            for step, hi, lo, marker, name in ((gap.es_step, gap.es_val, gap.es_gen, "o", "early stop"),
-                                               (gap.end_step, gap.end_val, gap.end_gen, "s", "end")):
+            for step, hi, lo, marker, name, side in ((gap.es_step, gap.es_val, gap.es_gen, "o", "early stop", 1),
+                                                     (gap.end_step, gap.end_val, gap.end_gen, "s", "end", -1)):
                 ax.plot([step, step], [lo * 100, hi * 100], color="black", marker=marker, markersize=5,
                         linewidth=1, label=name)
                 ax.annotate(f"Δ={(hi - lo) * 100:.0f}%", (step, (hi + lo) * 50), textcoords="offset points",
-                            xytext=(-4, 0), ha="right", va="center", fontsize=8)
+                            xytext=(5 * side, 0), ha="left" if side > 0 else "right", va="center", fontsize=8)
         _step_axis(ax, np.concatenate([val.steps, gen.steps]))
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-3, 103)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     _save(fig, path)
 
 
@@ -117,21 +122,21 @@ def plot_success(fractions: dict[str, dict[int, tuple[float, float, int]]], colo
     for ax, (experiment, by_depth) in zip(axes, fractions.items(), strict=True):
         task, _ = split_task_tag(experiment)
         paper_labelled = False
-        for i, (depth, (final, ever, n)) in enumerate(by_depth.items()):
+        for i, (depth, (final, ever, _)) in enumerate(by_depth.items()):
             ax.bar(i - 0.2, np.nan_to_num(final), 0.4, color=colors[depth], label="final step" if i == 0 else None)
             ax.bar(i + 0.2, np.nan_to_num(ever), 0.4, facecolor="white", edgecolor=colors[depth], hatch="///",
                    label="ever" if i == 0 else None)
-            ax.text(i, 1.02, f"n={n}", ha="center", fontsize=7)
             if published := SUCCESS_FRACTION.get((task, depth)):
                 ax.plot([i - 0.4, i + 0.4], [published.value] * 2, color="black", linewidth=2,
                         label=None if paper_labelled else "paper Fig 3a")
                 paper_labelled = True
-        ax.set_xticks(np.arange(len(by_depth)), [str(d) for d in by_depth])
-        ax.set_xlabel("depth (layers)")
+        ax.set_xticks(np.arange(len(by_depth)), [f"{d}\nn={n}" for d, (_, _, n) in by_depth.items()])
+        ax.set_xlabel("depth (layers), n = seeds with OOD accuracy")
         ax.set_ylabel("fraction of seeds")
-        ax.set_ylim(0, 1.1)
+        ax.set_ylim(0, 1.3)
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_title(experiment)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="upper left", ncol=3)
     _save(fig, path)
 
 
@@ -151,11 +156,16 @@ def attention_sparsity(run: Run) -> Curve:
     return Curve(entropy.steps, -entropy.values)
 
 
+def logged(key: str) -> Callable[[Run], Curve]:
+    """An extractor of one logged metric, shaped like `weight_norm_per_layer`."""
+    return lambda run: curve(run.records, key)
+
+
 PROBE_PANELS = (
     ("weight norm / L", "global L2 norm / layers", weight_norm_per_layer),
     ("attention sparsity", "−mean attention entropy (nats)", attention_sparsity),
-    ("t_score", "t_score (higher = more tree-like)", lambda r: curve(r.records, "probe/tscore")),
-    ("t_parseval", "t_parseval (bracketing F1 vs gold)", lambda r: curve(r.records, "probe/tparseval")),
+    ("t_score", "t_score (higher = more tree-like)", logged("probe/tscore")),
+    ("t_parseval", "t_parseval (bracketing F1 vs gold)", logged("probe/tparseval")),
 )
 
 
@@ -166,7 +176,8 @@ def has_probes(runs: list[Run]) -> bool:
 def plot_probes(experiment: str, groups: dict[int, list[Run]], colors: dict[int, str], path: Path) -> None:
     """Four panels, one line per depth (seed mean ± sd): weight norm / L, attention sparsity, t_score, t_parseval
     with the right-branching baseline (logged, else the paper's)."""
-    fig, axes = _panels(len(PROBE_PANELS), f"{experiment}: model-internal probes (mean ± sd over seeds)")
+    fig, axes = _panels(len(PROBE_PANELS), f"{experiment}: model-internal probes (mean ± sd over seeds)",
+                        PROBE_COLUMNS)
     for ax, (title, ylabel, extract) in zip(axes, PROBE_PANELS, strict=True):
         curves = {depth: mean_curve([extract(r) for r in runs]) for depth, runs in groups.items()}
         curves = {depth: mc for depth, mc in curves.items() if len(mc.steps)}

@@ -5,6 +5,7 @@ paper's values beside ours, and a per-run table. Figures are referenced by their
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,18 @@ import numpy as np
 from grokking.report import published
 from grokking.report.collect import Run
 from grokking.report.document import Block, Bullets, Heading, Image, Paragraph, Table
-from grokking.report.figures import attention_sparsity, weight_norm_per_layer
-from grokking.report.summary import (ACCURACY, ACCURACY_PAIRS, RunSummary, Stat, curve, logs_pair, mean_sd,
-                                     success_fractions, summarise_run)
+from grokking.report.figures import attention_sparsity, logged, weight_norm_per_layer
+from grokking.report.summary import (
+    ACCURACY,
+    ACCURACY_PAIRS,
+    Curve,
+    RunSummary,
+    Stat,
+    logs_pair,
+    mean_sd,
+    success_fractions,
+    summarise_run,
+)
 
 Groups = dict[tuple[str, int], list[Run]]
 DASH = "—"
@@ -36,17 +46,18 @@ def stat_num(stat: Stat) -> str:
     return f"{stat.mean:.3g}" if math.isnan(stat.sd) else f"{stat.mean:.3g} ± {stat.sd:.2g}"
 
 
-def paper(value: published.Published | None, as_pct: bool = True) -> str:
+def paper(value: published.Published | None, fmt: str = "") -> str:
+    """A published value with its qualifier; as a percentage unless a format spec is given."""
     if value is None:
         return DASH
-    return value.qualifier + (pct(value.value) if as_pct else f"{value.value:.4g}")
+    return value.qualifier + (format(value.value, fmt) if fmt else pct(value.value))
 
 
 def step_text(step: int | None) -> str:
     return DASH if step is None else f"{step:,}"
 
 
-def last_value(run: Run, extract) -> float:
+def last_value(run: Run, extract: Callable[[Run], Curve]) -> float:
     c = extract(run)
     return float(c.values[-1]) if len(c) else math.nan
 
@@ -81,7 +92,8 @@ def runs_section(root: Path, runs: list[Run], groups: Groups) -> list[Block]:
     left_out = [r for r in runs if id(r) not in included and r.state != "failed"]
     items = [f"{len(runs)} run directories under {root}; {len(included)} included in figures and tables."]
     items.append(f"unfinished ({len(unfinished)}): " + (", ".join(
-        f"{r.name} ({r.status}, step {step_text(r.last_step)} of {step_text(r.planned_steps)})" for r in unfinished)
+        f"{r.name} ({r.status}, step {step_text(r.last_step)} of {step_text(r.planned_steps)}"
+        + (f", updated {r.updated})" if r.updated else ")") for r in unfinished)
         or "none"))
     items.append(f"failed ({len(failed)}, left out): " + (", ".join(
         f"{r.name} ({r.reason or 'no reason given'})" for r in failed) or "none"))
@@ -111,8 +123,8 @@ def group_summaries(groups: Groups, threshold: float) -> list[tuple[str, int, li
 
 def fig2_table(summaries: list[tuple[str, int, list[Run], list[RunSummary]]]) -> Table:
     header = ["task", "depth", "seeds", "early-stop step (median)", "OOD @ early stop", "OOD @ end",
-              f"paper OOD @ early stop ({published.TEXT_31})", f"paper OOD @ end ({published.FIG2_MEANS})",
-              "Δ @ early stop", "Δ @ end", f"paper Δ early stop → end ({published.FIG2})"]
+              "paper OOD @ early stop ¹", "paper OOD @ end ²", "Δ @ early stop", "Δ @ end",
+              "paper Δ early stop → end ³"]
     rows = []
     for label, depth, runs, sums in summaries:
         gaps = [s.gap for s in sums if s.gap]
@@ -134,18 +146,17 @@ def _paper_delta(key: tuple[str, int] | None) -> str:
 
 def success_table(summaries: list[tuple[str, int, list[Run], list[RunSummary]]], threshold: float) -> Table:
     header = ["task", "depth", "seeds with OOD acc", "grokked", "grokking step median [min–max]",
-              "success final", "success ever", f"paper ({published.FIG3A})",
-              f"released logs final / ever ({published.RELEASED_LOGS})"]
+              "success final", "success ever", "paper ¹", "released logs final / ever ²"]
     rows = []
     for label, depth, runs, sums in summaries:
         final, ever, n = success_fractions(sums, threshold)
         steps = sorted(s.grok_step for s in sums if s.grok_step is not None)
-        span = f"{steps[len(steps) // 2]:,} [{steps[0]:,}–{steps[-1]:,}]" if steps else DASH
+        span = f"{int(np.median(steps)):,} [{steps[0]:,}–{steps[-1]:,}]" if steps else DASH
         key = (runs[0].task, depth) if sums[0].pair is ACCURACY else None
         released_final, released_ever = published.RELEASED_SUCCESS_FINAL.get(key), published.RELEASED_SUCCESS_EVER.get(key)
         rows.append([label, str(depth), str(n), f"{len(steps)}/{n}", span,
                      DASH if n == 0 else f"{final:.2f}", DASH if n == 0 else f"{ever:.2f}",
-                     paper(published.SUCCESS_FRACTION.get(key), as_pct=False),
+                     paper(published.SUCCESS_FRACTION.get(key), ".1f"),
                      f"{released_final.value:.1f} / {released_ever.value:.1f}" if released_final and released_ever
                      else DASH])
     return Table(header, rows)
@@ -153,8 +164,8 @@ def success_table(summaries: list[tuple[str, int, list[Run], list[RunSummary]]],
 
 def probes_table(groups: Groups) -> Table:
     header = ["task", "depth", "weight norm / L @ end", "attention sparsity @ end", "t_score @ end",
-              f"paper t_score @300k ({published.FIG3B})", "t_parseval @ end", "paper t_parseval @300k",
-              "right-branching (logged)", "right-branching (paper)"]
+              "paper t_score @300k ¹", "t_parseval @ end", "paper t_parseval @300k ¹",
+              "right-branching t_parseval (logged)", "right-branching (paper) ¹"]
     rows = []
     for (experiment, depth), runs in groups.items():
         key, task = (runs[0].task, depth), runs[0].task
@@ -162,13 +173,12 @@ def probes_table(groups: Groups) -> Table:
         rows.append([experiment, str(depth),
                      stat_num(mean_sd(last_value(r, weight_norm_per_layer) for r in runs)),
                      stat_num(mean_sd(last_value(r, attention_sparsity) for r in runs)),
-                     stat_num(mean_sd(last_value(r, lambda r: curve(r.records, "probe/tscore")) for r in runs)),
+                     stat_num(mean_sd(last_value(r, logged("probe/tscore")) for r in runs)),
                      f"{tscore[0].value:.3f} ± {tscore[1]:.3f}" if tscore else DASH,
-                     stat_num(mean_sd(last_value(r, lambda r: curve(r.records, "probe/tparseval")) for r in runs)),
-                     paper(published.TPARSEVAL_END.get(key), as_pct=False),
-                     stat_num(mean_sd(last_value(r, lambda r: curve(r.records, "probe/tparseval_right_branching"))
-                                      for r in runs)),
-                     paper(published.RIGHT_BRANCHING.get(task), as_pct=False)])
+                     stat_num(mean_sd(last_value(r, logged("probe/tparseval")) for r in runs)),
+                     paper(published.TPARSEVAL_END.get(key), ".3f"),
+                     stat_num(mean_sd(last_value(r, logged("probe/tparseval_right_branching")) for r in runs)),
+                     paper(published.RIGHT_BRANCHING.get(task), ".4f")])
     return Table(header, rows)
 
 
@@ -203,17 +213,18 @@ def report_blocks(root: Path, runs: list[Run], groups: Groups, threshold: float,
                            "mean ± sd over seeds; Δ on the mean curves at early stopping (o) and the end (□); "
                            f"dotted line at {threshold:.0%}.") for path in curve_figures]
     blocks += [Heading("OOD accuracy at early stopping vs at the end", 3), fig2_table(summaries),
-               Paragraph("The paper's Δ markers were drawn by hand on the seed-mean curves (PAPER.md §4.5); its "
-                         "early-stopped means are only bounded in the text.")]
+               Paragraph(f"Paper columns (PAPER.md): ¹ {published.TEXT_31}, an upper bound; ² {published.FIG2_MEANS}; "
+                         f"³ {published.FIG2}, read off the seed-mean curves (§4.5).")]
     blocks += [Heading("Grokking step and success by depth (Fig 3a style)")]
     if success_figure:
         blocks.append(Image(success_figure, f"fraction of seeds with OOD accuracy > {threshold:g}, at the final "
                                             "step (solid) and ever (hatched); black ticks: the paper's Fig 3a."))
-    blocks.append(success_table(summaries, threshold))
+    blocks += [success_table(summaries, threshold),
+               Paragraph(f"Paper columns (PAPER.md): ¹ {published.FIG3A}; ² {published.RELEASED_LOGS}.")]
     if probe_figures:
         blocks += [Heading("Probe dynamics (Fig 3b / Fig 4 style)")]
         blocks += [Image(path, f"{Path(path).stem.removeprefix('probes_')}: probes by depth, mean ± sd over "
                                "seeds; dashed line on t_parseval: right-branching baseline.") for path in probe_figures]
-        blocks.append(probes_table(groups))
+        blocks += [probes_table(groups), Paragraph(f"Paper columns (PAPER.md): ¹ {published.FIG3B}.")]
     blocks += [Heading("Per-run results"), per_run_table(summaries, threshold)]
     return blocks

@@ -1,0 +1,165 @@
+"""Materialise, verify and load a task's splits: the on-disk cache, and importing original files.
+
+A generated dataset lives in `<data.dir>/<task>/<hash12>/` (hash of the generation config, the seed and
+GENERATOR_VERSION) as train.txt, val.txt, gen.txt in the original line formats plus manifest.json (config, line
+counts, sha256 per file), written last. It is built in a temporary sibling directory and renamed into place, so a
+crash leaves no half-written cache; a cache whose manifest or checksums do not verify is reported and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from grokking.data.examples import Example, TaskData
+from grokking.data.formats import SPLITS, from_line, original_names, read_original, write_lines
+from grokking.data.generate import GENERATOR_VERSION, generate, generation_config
+from grokking.data.vocab import Vocab
+from grokking.errors import DataError
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+
+
+class InvalidCache(Exception):
+    """A cache directory that must not be used (the message says why)."""
+
+
+def cache_config(cfg) -> dict[str, Any]:
+    return {**generation_config(cfg.task), "seed": cfg.data.seed, "generator_version": GENERATOR_VERSION}
+
+
+def cache_key(config: dict[str, Any]) -> str:
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _split_file(directory: Path, split: str) -> Path:
+    return directory / f"{split}.txt"
+
+
+def read_cache(directory: Path, config: dict[str, Any]) -> dict[str, list[Example]]:
+    """The verified splits of a cache directory; InvalidCache if anything is missing, partial or corrupt."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise InvalidCache("no manifest.json") from None
+    except (OSError, ValueError) as exc:
+        raise InvalidCache(f"unreadable manifest.json ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("config") != config:
+        raise InvalidCache("manifest.json does not match the configuration")
+    task, out = config["task"], {}
+    for split in SPLITS:
+        path = _split_file(directory, split)
+        entry = manifest.get("files", {}).get(path.name, {})
+        try:
+            data = path.read_bytes()
+        except OSError:
+            raise InvalidCache(f"missing {path.name}") from None
+        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+            raise InvalidCache(f"checksum mismatch in {path.name}")
+        lines = data.decode("utf-8").splitlines()
+        if len(lines) != entry.get("lines"):
+            raise InvalidCache(f"wrong line count in {path.name}")
+        try:
+            out[split] = [from_line(task, line, check_brackets=False) for line in lines]
+        except ValueError as exc:
+            raise InvalidCache(f"malformed line in {path.name} ({exc})") from None
+    return out
+
+
+def write_cache(directory: Path, config: dict[str, Any], splits: dict[str, list[Example]]) -> None:
+    """Write the splits into a temporary sibling and rename it to `directory` (keeping a valid one that appeared)."""
+    parent = directory.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=parent))
+        tmp.chmod(0o755)
+    except OSError as exc:
+        raise DataError(f"cannot write data directory {parent}: {exc.strerror or exc}") from None
+    try:
+        files = {}
+        for split in SPLITS:
+            path = _split_file(tmp, split)
+            write_lines(path, config["task"], splits[split])
+            files[path.name] = {"lines": len(splits[split]), "sha256": _sha256(path)}
+        manifest = {"config": config, "files": files}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _install(tmp, directory, config)
+    except OSError as exc:
+        raise DataError(f"cannot write data directory {parent}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _install(tmp: Path, directory: Path, config: dict[str, Any]) -> None:
+    """Rename `tmp` to `directory`; move an invalid existing one aside first; keep a valid one from another writer."""
+    for _ in range(3):
+        try:
+            os.replace(tmp, directory)
+            return
+        except OSError:
+            if not directory.exists():
+                raise
+        try:
+            read_cache(directory, config)
+            return  # another run finished the same cache meanwhile
+        except InvalidCache:
+            trash = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            try:
+                os.replace(directory, trash / "old")
+            except FileNotFoundError:
+                pass
+            shutil.rmtree(trash, ignore_errors=True)
+    os.replace(tmp, directory)
+
+
+def load_generated(cfg) -> TaskData:
+    config = cache_config(cfg)
+    directory = Path(cfg.data.dir) / cfg.task.name / cache_key(config)
+    try:
+        found = read_cache(directory, config)
+    except InvalidCache as reason:
+        if directory.exists():
+            log.warning("data cache %s is invalid (%s); rebuilding it", directory, reason)
+        train, val, gen = generate(generation_config(cfg.task), cfg.data.seed)
+        found = {"train": train, "val": val, "gen": gen}
+        write_cache(directory, config, found)
+    return _task_data(cfg.task.name, found, directory, config)
+
+
+def load_source(cfg) -> TaskData:
+    source = Path(cfg.data.source)
+    if not source.is_dir():
+        raise DataError(f"data.source {source} is not a directory")
+    names = original_names(cfg.task.name, cfg.task.dyck_k, cfg.task.dyck_m)
+    found = {}
+    for split in SPLITS:
+        path = next((source / n for n in names[split] if (source / n).is_file()), None)
+        if path is None:
+            raise DataError(f"missing data file {source / names[split][0]} (data.source)")
+        found[split] = read_original(path, cfg.task.name)
+    params = {"dyck_k": cfg.task.dyck_k, "dyck_m": cfg.task.dyck_m} if cfg.task.name == "dyck" else {}
+    return _task_data(cfg.task.name, found, source, params)
+
+
+def _task_data(name: str, found: dict[str, list[Example]], directory: Path, params: dict[str, Any]) -> TaskData:
+    vocab = Vocab.from_examples(found["train"], found["val"], found["gen"])
+    return TaskData(name, found["train"], found["val"], found["gen"], vocab, directory, dict(params))
+
+
+def load_task_data(cfg) -> TaskData:
+    """The task's splits: imported from `cfg.data.source`, or generated (and cached) under `cfg.data.dir`."""
+    if cfg.task.name not in ("qf", "ti", "dyck"):
+        raise DataError(f"unknown task {cfg.task.name!r}; choose one of qf, ti, dyck")
+    return load_source(cfg) if cfg.data.source else load_generated(cfg)
