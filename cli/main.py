@@ -17,6 +17,9 @@ SUBCOMMANDS = {
     "data": "generate, cache and export the datasets (task=qf|ti|dyck)",
     "probe": "compute model-internal probes for a run's saved snapshots",
     "report": "figures and tables from a run or a sweep (paper Fig 2/3/4 style)",
+    "sweep": "emit a sweep's jobs as override lines for scripts/array.sbatch",
+    "status": "done / running / preempted / failed / missing runs of a sweep",
+    "analyze": "learning-dynamics metrics for runs with diagnostics=on",
 }
 
 USAGE = "usage: grok <subcommand> [args...]   (grok <subcommand> --help for its options)"

@@ -20,16 +20,19 @@ from omegaconf import DictConfig
 from cli.compose import CONFIG_DIR, CONFIG_NAME, expand_sweep, register_schema, split_argv, validate_jobs
 from cli.errors import reported_errors
 from grokking.errors import GrokError
+from grokking.rundir import RunDir
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base="1.3")
 def hydra_main(cfg: DictConfig) -> None:
-    from grokking.train import train
+    from grokking.train import Preempted, train
 
     try:
         train(cfg)
     except GrokError as exc:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        # Preempted exits instead (SystemExit is no job failure to Hydra or submitit): a local sweep stops, and a
+        # requeued SLURM task leaves no failed result behind, so the launcher waits for its next attempt.
+        if HydraConfig.get().mode == RunMode.MULTIRUN and not isinstance(exc, Preempted):
             raise  # Hydra records the failure and the rest of the sweep goes on
         print(f"grok: error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
@@ -40,7 +43,9 @@ def run(argv: list[str]) -> int:
     if not any(f in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for f in flags):
         with reported_errors():
             multirun = "-m" in flags or "--multirun" in flags
-            validate_jobs(expand_sweep(overrides) if multirun else [overrides])
+            configs = validate_jobs(expand_sweep(overrides) if multirun else [overrides])
+            if len(configs) == 1:
+                RunDir(configs[0].run_dir).create()  # Hydra would create it next, with a traceback on failure
     register_schema()
     sys.argv = ["grok-train", *argv]
     hydra_main()

@@ -30,6 +30,7 @@ class TaskConfig:
     eval_gen_sample: int = 0  # evaluate OOD on a fresh random subset of this size each time (TI: 2000); 0 = all
     dyck_eval_prefixes: int = 5_000  # Dyck: strings in file order until this many closing positions (0 = all)
     dyck_min_dep: int = 10  # Dyck: dependency-length threshold of the filtered (paper) metric
+    probe_sample_size: int = 10_000  # tree-projection sample (paper: 10k train inputs; Dyck code: 500 strings)
 
 
 @dataclass
@@ -50,7 +51,7 @@ class ModelConfig:
     tied_output: bool = False  # tie output layer to the embedding (code: untied; paper text: tied)
     output_bias: bool = True  # bias on the output layer (code: yes)
     scale_embedding: bool = True  # multiply embeddings by sqrt(d_model) before adding positions (code: yes)
-    max_len: int = 512  # sinusoidal position table length in tokens (code: 5000; sequences here are < 200)
+    max_len: int = 5000  # sinusoidal position table length in tokens (code: 5000; Dyck strings reach ~750)
 
 
 @dataclass
@@ -79,7 +80,7 @@ class TrainLoopConfig:
 @dataclass
 class ProbeConfig:
     enabled: bool = True  # run the model-internal probes at probe_every
-    sample_size: int = 10_000  # training inputs in the fixed tree-projection sample (paper: 10k)
+    sample_size: int = "${task.probe_sample_size}"  # type: ignore[assignment]  # fixed tree-projection sample
     sample_seed: int = 0  # seed of the fixed probe sample
     tree_projection: bool = True  # compute tscore / tparseval (the expensive probe)
     batch_size: int = 256  # sequences per probe forward pass
@@ -94,6 +95,8 @@ class DiagnosticsConfig:
     log_ratio: float = 1.1  # ratio between consecutive log-spaced evaluation steps
     hist_bins: int = 201  # parameter histogram bins per tensor
     hist_range_sigma: float = 6.0  # histogram edges at +-this many init std devs
+    linear_every: int = "${train.eval_every}"  # type: ignore[assignment]  # steps between linear-schedule evaluations (spec: 2000; default: train.eval_every)
+    batch_size: int = 256  # probe sentences per diagnostic forward pass (memory only; results do not depend on it)
 
 
 @dataclass

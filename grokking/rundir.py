@@ -37,8 +37,8 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """Hash of everything that determines the trained weights (not cadences, paths or loggers)."""
+def training_config(cfg: DictConfig) -> dict[str, Any]:
+    """Everything that determines the trained weights (not cadences, paths or loggers), flattened."""
     tree = OmegaConf.to_container(cfg, resolve=True)
     for key in NOT_HASHED:
         tree.pop(key, None)
@@ -46,7 +46,22 @@ def config_hash(cfg: DictConfig) -> str:
         tree["train"].pop(key, None)
     for key in NOT_HASHED_TASK:
         tree["task"].pop(key, None)
-    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
+
+    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(node, dict):
+            return {k: v for key, value in node.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): node}
+
+    return flat(tree)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    return hashlib.sha256(json.dumps(training_config(cfg), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def changed_training_keys(saved: DictConfig, current: DictConfig) -> list[str]:
+    old, new = training_config(saved), training_config(current)
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -120,7 +135,7 @@ class RunDir:
     # -- lifecycle -------------------------------------------------------------------------------------
     def create(self) -> None:
         try:
-            self.snapshots.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / f".write-test-{os.getpid()}"
             probe.write_text("")
             probe.unlink()

@@ -29,7 +29,7 @@ from grokking.errors import ConfigError, GrokError, RunDirError, TrainingFailed
 from grokking.evaluate import evaluate
 from grokking.loggers import MetricsLogger, stable_run_id
 from grokking.model import build_model, lm_loss
-from grokking.rundir import RunDir, config_hash, now
+from grokking.rundir import RunDir, changed_training_keys, config_hash, now
 
 log = logging.getLogger("grokking.train")
 PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
@@ -135,17 +135,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
-def changed_keys(saved: DictConfig, current: DictConfig) -> list[str]:
-    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(node, dict):
-            return {k: v for key, value in node.items() for k, v in flat(value, f"{prefix}{key}.").items()}
-        return {prefix.rstrip("."): node}
-
-    old = flat(OmegaConf.to_container(saved, resolve=True))
-    new = flat(OmegaConf.to_container(current, resolve=True))
-    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-
-
 def archive_previous(run_dir: RunDir) -> None:
     """force=true: move the old run's files aside (never delete what a run wrote)."""
     names = ("ckpt", "metrics.jsonl", "train_log.jsonl", "status.json", "meta.json", "config.yaml", "train.log",
@@ -183,6 +172,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             log.info("%s is already done (step %d); force=true retrains it", run_dir.path, status["step"])
             print(f"grok: {run_dir.path} is already done at step {status['step']} (force=true retrains it)")
             return {"step": status["step"], "status": "done"}
+        run_dir.snapshots.mkdir(parents=True, exist_ok=True)
         return Trainer(cfg, run_dir).run()
     finally:
         logging.getLogger("grokking").removeHandler(handler)
@@ -213,6 +203,13 @@ class Trainer:
         self.hash = config_hash(cfg)
         self.segment_start = time.perf_counter()
         self.preempted: str | None = None
+        self.window_sums: list[torch.Tensor] = []  # loss/grad-norm sums since the last log line and eval
+        self.resumed_sums: list[list[float]] | None = None
+        self.diagnostics = None
+        if cfg.diagnostics.enabled:
+            from grokking.diagnostics import Diagnostics
+
+            self.diagnostics = Diagnostics(cfg, self.data, run_dir.path, self.device)
 
     # -- state -----------------------------------------------------------------------------------------
     def restore(self) -> None:
@@ -220,11 +217,14 @@ class Trainer:
         if state is None:
             self.run_dir.truncate_after(0)  # log lines of a segment that died before its first checkpoint
             save_snapshot(self.model.state_dict(), 0, self.run_dir.ckpt / "init.pt")
+            if self.diagnostics is not None:
+                self.diagnostics.truncate_after(-1)
+                self.diagnostics.record(self.model, 0, 0.0)
             return
         saved_hash = state.get("config_hash")
         if saved_hash is not None and saved_hash != self.hash and self.cfg.resume != "force":
             saved_cfg = self.run_dir.path / "config.yaml"
-            diff = changed_keys(OmegaConf.load(saved_cfg), self.cfg) if saved_cfg.exists() else []
+            diff = changed_training_keys(OmegaConf.load(saved_cfg), self.cfg) if saved_cfg.exists() else []
             raise RunDirError(f"{self.run_dir.path} holds a run with a different training config "
                               f"({', '.join(diff[:6]) or 'config hash differs'}); use resume=force to continue it "
                               f"anyway, force=true to start over, or another tag=/run_dir=")
@@ -235,13 +235,17 @@ class Trainer:
             restore_rng(state["rng"], self.device)
             self.elapsed_before = float(state.get("elapsed_s", 0.0))
             self.run_id = state.get("run_id", self.run_id)
+            self.resumed_sums = state.get("window_sums")
         self.run_dir.truncate_after(self.step)
+        if self.diagnostics is not None:
+            self.diagnostics.truncate_after(self.step)
         log.info("resuming %s from %s at step %d", self.run_dir.path, source, self.step)
 
     def save(self) -> None:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
                  "epoch": self.batches.epoch_of(self.step), "rng": rng_state(self.device),
-                 "run_id": self.run_id, "config_hash": self.hash, "elapsed_s": self.elapsed()}
+                 "run_id": self.run_id, "config_hash": self.hash, "elapsed_s": self.elapsed(),
+                 "window_sums": [w.tolist() for w in self.window_sums]}
         save_latest(state, self.run_dir.ckpt)
 
     def elapsed(self) -> float:
@@ -285,9 +289,10 @@ class Trainer:
         forward = torch.compile(model) if cfg.compile else model
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         prober = self.make_prober()
-        window = torch.zeros(2, device=self.device)  # loss and grad-norm sums since the last log line
-        eval_window = torch.zeros(2, device=self.device)
-        window_steps = eval_steps = 0
+        # loss and grad-norm sums since the last log line / eval, carried across a resume so the averages match
+        sums = self.resumed_sums or [[0.0, 0.0], [0.0, 0.0]]
+        window, eval_window = self.window_sums = [torch.tensor(s, device=self.device) for s in sums]
+        window_steps, eval_steps = (self.step % tcfg.log_every, self.step % tcfg.eval_every) if self.resumed_sums else (0, 0)
         last: dict[str, Any] = {"step": self.step}
         self.segment_start = time.perf_counter()
         model.train()
@@ -314,6 +319,8 @@ class Trainer:
                 window_steps += 1
                 eval_steps += 1
                 bar.update(1)
+                if self.diagnostics is not None and self.diagnostics.due(self.step):
+                    self.diagnostics.record(model, self.step, lr)
 
                 if self.step % tcfg.log_every == 0 or self.step == tcfg.steps:
                     mean_loss, mean_norm = (window / window_steps).tolist()  # the one host sync per log window
@@ -357,6 +364,8 @@ class Trainer:
                     raise Preempted(self.preempted)
             if self.step == 0 or not (self.run_dir.ckpt / "latest.pt").exists():
                 self.save()
+            if self.diagnostics is not None:
+                self.diagnostics.finalize()
         finally:
             bar.close()
         return last

@@ -43,13 +43,16 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=24, help="sentences for the side-by-side comparison")
     parser.add_argument("--subset", type=int, default=500, help="sentences for the full-probe extrapolation")
     parser.add_argument("--full", action="store_true", help="time the full 10k-sentence probe instead")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
 
     cfg = compose_config([f"task={args.task}", f"depth={args.depth}", f"device={args.device}"])
     data = load_task_data(cfg)
-    sample = draw_sample(probe_inputs(data.name, data.train), cfg.probes.sample_size, cfg.probes.sample_seed)
+    sample = draw_sample(probe_inputs(data.name, data.train, cfg.model.max_len - 1), cfg.probes.sample_size, cfg.probes.sample_seed)
     model = build_model(cfg.model, data.vocab.size).to(device).eval()
     vocab, batch = data.vocab, cfg.probes.batch_size
     print(f"{data.name}: {len(sample)} probe sentences, mean {np.mean([len(s) for s in sample]):.1f} words; "

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+GROK = shutil.which("grok") or str(Path(sys.executable).with_name("grok"))
 REFERENCE_DATA = (Path(__file__).resolve().parents[1] / "../shared/reference-data").resolve()
 
 
@@ -14,3 +18,31 @@ def reference_data() -> Path:
     if not REFERENCE_DATA.is_dir():
         pytest.skip(f"reference data not found at {REFERENCE_DATA}")
     return REFERENCE_DATA
+
+
+def run_grok(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real console script (as a user would), from `cwd`."""
+    return subprocess.run([GROK, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def check_one_line_error(result: subprocess.CompletedProcess, text: str, code: int = 2) -> None:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("grok: error: ") and text in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def grok():
+    return run_grok
+
+
+@pytest.fixture
+def one_line_error():
+    return check_one_line_error
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """One dataset cache for the whole session, so each CLI run does not regenerate the smoke data."""
+    return tmp_path_factory.mktemp("data")

@@ -42,8 +42,10 @@ def entropy_metrics(sums: Tensor, n_queries: int) -> dict[str, float]:
 
 @torch.no_grad()
 def attention_entropy(model, sequences: Sequence[Sequence[int]], pad: int, batch_size: int,
-                      device: torch.device) -> dict[str, float]:
+                      device: torch.device) -> dict[str, float | None]:
     """Entropy metrics of `model` (already in eval mode) over `[SOS] + ids` sequences."""
+    if not sequences:
+        return {"probe/attn_entropy": None, "probe/attn_sparsity": None}
     sums, n_queries = None, 0
     for batch in length_sorted_batches(sequences, batch_size):
         rows = [sequences[i] for i in batch]

@@ -4,6 +4,7 @@
     <out>/curves_<task>.png       grokking curves, one panel per depth (Fig 2 style)
     <out>/success.png             success fraction by depth, final and ever (Fig 3a style)
     <out>/probes_<task>.png       probe dynamics by depth (Fig 3b / Fig 4 style), if probes were logged
+    <out>/diag_<run>_*.png        learning-dynamics figures of runs with diagnostics (grokking.report.diagnostics)
     <out>/report.md, report.html  everything above with the tables and the list of included/unfinished/failed runs
 """
 
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from grokking.report.collect import ReportError, Run, collect_runs, write_tidy_csv
+from grokking.report.diagnostics import diagnostics_section
 from grokking.report.document import to_html, to_markdown
 from grokking.report.figures import depth_colors, has_probes, plot_grokking_curves, plot_probes, plot_success
 from grokking.report.render import report_blocks
@@ -67,8 +69,10 @@ def build_report(root: str | Path, out: str | Path | None = None, threshold: flo
                            success_figure=success_figure.name if success_figure else None,
                            probe_figures=[p.name for p in probe_figures], tidy_csv=TIDY_CSV,
                            generated=datetime.now().astimezone().isoformat(timespec="seconds"))
+    diagnostic_blocks, diagnostic_figures = diagnostics_section(runs, out, threshold)
+    blocks += diagnostic_blocks
     markdown = out / "report.md"
     markdown.write_text(to_markdown(blocks))
     (out / "report.html").write_text(to_html(blocks, title=f"grok report: {root}"))
-    figures = curve_figures + ([success_figure] if success_figure else []) + probe_figures
+    figures = curve_figures + ([success_figure] if success_figure else []) + probe_figures + diagnostic_figures
     return ReportResult(out=out, runs=runs, markdown=markdown, figures=figures)

@@ -1,0 +1,279 @@
+"""Fixed, hashed probe sets and their per-position metadata (DIAGNOSTICS.md §1.1, §1.2).
+
+Three splits, `train` (the spec's train_probe), `val` (val_id) and `gen` (gen_ood): `n_per_split` sentences each
+(or the whole split), drawn without replacement with `default_rng([cfg.diagnostics.seed, split number])` only, so
+they are identical across training seeds and resumes. Every target of a sentence is a scored position: the tokens
+w_1..w_n and the final EOS, predicted from [SOS] w_<t.
+
+Per-position metadata (`positions.csv`, one row per position; parquet is not available, so CSV):
+- `segment`: QF/TI `input` up to and including the marker (free lexical choice), `output` after it and the EOS.
+  Dyck has no input/output split: closing brackets (deterministic given the prefix) are `output`, opening
+  brackets and EOS (free choices of the PFSA) are `input`;
+- `pos`: the grammar's tag (`pos_tag`: D N V A P R T M), `EOS`; Dyck `open` / `close` / `EOS`;
+- `role`: `critical`, else `structure-sensitive`, else `other`:
+  - QF critical: the first output token after `quest` (the moved main auxiliary);
+  - TI critical: the main verb of a `PRESENT` output;
+  - Dyck critical: closing brackets whose dependency distance (closer index − opener index) is
+    >= cfg.task.dyck_min_dep, i.e. the long-distance closers of the paper's filtered metric;
+  - structure-sensitive: positions where the linear and the hierarchical rule predict different tokens
+    (QF: `question(decl, "linear")` vs `"hierarchical"`; TI: `present(past, "linear")` vs `"hierarchical"`;
+    Dyck, project-native: the linear rule closes the most recently *opened* bracket type, the hierarchical rule
+    the top of the stack);
+- `train_freq`: count of the target type among the training targets (all tokens plus one EOS per sentence);
+- `linear`, `hierarchical`: the two rules' answers at critical and structure-sensitive positions ("" elsewhere).
+
+Critical positions also carry a candidate set for the stored logits: QF the four auxiliaries, TI the singular and
+plural present forms of the main verb's stem, Dyck every closing bracket.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from grokking.data import (
+    AUXILIARIES,
+    Example,
+    TaskData,
+    closing_brackets,
+    is_closing,
+    pos_tag,
+    present,
+    question,
+)
+from grokking.data.lexicon import PRESENT
+from grokking.data.trees import parse
+from grokking.errors import GrokError
+
+SPLITS = ("train", "val", "gen")
+ROLES = ("critical", "structure-sensitive", "other")
+EOS_TAG = "EOS"
+COLUMNS = ("pos_id", "split", "sentence", "t", "target", "segment", "pos", "role", "train_freq", "linear",
+           "hierarchical")
+INT_COLUMNS = ("pos_id", "sentence", "t", "train_freq")
+
+
+class DiagnosticsError(GrokError):
+    """Saved diagnostics that do not match this run (different probe sets, schedule or model)."""
+
+
+@dataclass
+class SentenceRoles:
+    """Per-target annotations of one sentence (length = tokens + 1 for the EOS)."""
+
+    role: list[str]
+    linear: list[str]
+    hierarchical: list[str]
+    candidates: dict[int, list[str]] = field(default_factory=dict)  # critical target index -> candidate tokens
+
+
+def _blank(n: int) -> SentenceRoles:
+    return SentenceRoles(["other"] * n, [""] * n, [""] * n)
+
+
+def _mark_rules(roles: SentenceRoles, offset: int, linear: list[str], hierarchical: list[str]) -> None:
+    for j, (a, b) in enumerate(zip(linear, hierarchical, strict=True)):
+        if a != b:
+            roles.role[offset + j] = "structure-sensitive"
+            roles.linear[offset + j], roles.hierarchical[offset + j] = a, b
+
+
+def _critical(roles: SentenceRoles, index: int, linear: str, hierarchical: str, candidates: list[str]) -> None:
+    roles.role[index] = "critical"
+    roles.linear[index], roles.hierarchical[index] = linear, hierarchical
+    roles.candidates[index] = candidates
+
+
+def qf_roles(example: Example) -> SentenceRoles:
+    roles = _blank(len(example.tokens) + 1)
+    if example.tokens[example.n_input - 1] != "quest":
+        return roles
+    decl = list(example.tokens[: example.n_input - 2])  # without "." and the marker
+    linear, hierarchical = question(decl, "linear"), question(decl, "hierarchical")
+    _mark_rules(roles, example.n_input, linear, hierarchical)
+    _critical(roles, example.n_input, linear[0], hierarchical[0], list(AUXILIARIES))
+    return roles
+
+
+def ti_roles(example: Example) -> SentenceRoles:
+    roles = _blank(len(example.tokens) + 1)
+    if example.tokens[example.n_input - 1] != "PRESENT":
+        return roles
+    past = list(example.tokens[: example.n_input - 2])
+    linear, hierarchical = present(past, "linear"), present(past, "hierarchical")
+    _mark_rules(roles, example.n_input, linear, hierarchical)
+    main = parse("ti", past).main_verb
+    _critical(roles, example.n_input + main, linear[main], hierarchical[main], list(PRESENT[past[main]]))
+    return roles
+
+
+def dyck_roles(example: Example, min_dep: int, closers: list[str]) -> SentenceRoles:
+    roles = _blank(len(example.tokens) + 1)
+    stack: list[int] = []
+    last_open = ""
+    for i, token in enumerate(example.tokens):
+        if not is_closing(token):
+            stack.append(i)
+            last_open = token
+            continue
+        opener = stack.pop()
+        linear = f"{last_open[1:]})"
+        if linear != token:
+            roles.role[i], roles.linear[i], roles.hierarchical[i] = "structure-sensitive", linear, token
+        if i - opener >= min_dep:
+            _critical(roles, i, linear, token, closers)
+    return roles
+
+
+def segments_and_tags(task: str, example: Example) -> tuple[list[str], list[str]]:
+    targets = list(example.tokens)
+    if task == "dyck":
+        tags = ["close" if is_closing(t) else "open" for t in targets] + [EOS_TAG]
+        return ["output" if t == "close" else "input" for t in tags], tags
+    segments = ["input"] * example.n_input + ["output"] * (len(targets) - example.n_input + 1)
+    return segments, [pos_tag(task, t) for t in targets] + [EOS_TAG]
+
+
+def choose(examples: list[Example], n: int, seed: int, split_number: int, max_tokens: int) -> list[int]:
+    """Sorted indices of `n` examples (all if fewer) among those short enough for the model."""
+    pool = np.array([i for i, e in enumerate(examples) if len(e.tokens) <= max_tokens], dtype=np.int64)
+    if len(pool) <= n:
+        return pool.tolist()
+    rng = np.random.default_rng([seed, split_number])
+    return np.sort(rng.choice(pool, size=n, replace=False)).tolist()
+
+
+@dataclass
+class SplitProbe:
+    """One split's probe sentences, its flat positions and its critical positions."""
+
+    name: str
+    indices: list[int]
+    examples: list[Example]
+    columns: dict[str, list]  # COLUMNS -> per-position values (pos_id is filled in by ProbeSet)
+    critical_rows: np.ndarray  # [n_critical] row of each critical position in this split's positions
+    candidates: np.ndarray  # [n_critical, n_candidates] token ids, -1 where the vocabulary lacks the token
+    candidate_tokens: list[list[str]]
+    linear_choice: np.ndarray  # [n_critical] column of the linear-rule answer in `candidates`, -1 if absent
+    hier_choice: np.ndarray  # [n_critical] column of the hierarchical answer
+
+    @property
+    def n_positions(self) -> int:
+        return len(self.columns["t"])
+
+
+def build_split(name: str, number: int, data: TaskData, cfg, train_freq: Counter) -> SplitProbe:
+    dcfg = cfg.diagnostics
+    source = getattr(data, name)
+    indices = choose(source, int(dcfg.n_per_split), int(dcfg.seed), number, int(cfg.model.max_len) - 1)
+    examples = [source[i] for i in indices]
+    closers = closing_brackets(data.vocab)
+    columns: dict[str, list] = {c: [] for c in COLUMNS}
+    critical_rows, cand_tokens, lin, hier = [], [], [], []
+    for sentence, example in enumerate(examples):
+        if data.name == "qf":
+            roles = qf_roles(example)
+        elif data.name == "ti":
+            roles = ti_roles(example)
+        else:
+            roles = dyck_roles(example, int(cfg.task.dyck_min_dep), closers)
+        segments, tags = segments_and_tags(data.name, example)
+        targets = [*example.tokens, "<eos>"]
+        for t, target in enumerate(targets):
+            if t in roles.candidates:
+                critical_rows.append(len(columns["t"]))
+                cands = roles.candidates[t]
+                cand_tokens.append(cands)
+                lin.append(cands.index(roles.linear[t]) if roles.linear[t] in cands else -1)
+                hier.append(cands.index(roles.hierarchical[t]) if roles.hierarchical[t] in cands else -1)
+            row = (-1, name, sentence, t, target, segments[t], tags[t], roles.role[t], train_freq[target],
+                   roles.linear[t], roles.hierarchical[t])
+            for column, value in zip(COLUMNS, row, strict=True):
+                columns[column].append(value)
+    width = max((len(c) for c in cand_tokens), default=0)
+    known = set(data.vocab.tokens)
+    candidates = np.full((len(cand_tokens), width), -1, dtype=np.int64)
+    for i, cands in enumerate(cand_tokens):
+        candidates[i, : len(cands)] = [data.vocab.id(c) if c in known else -1 for c in cands]
+    return SplitProbe(name, indices, examples, columns, np.array(critical_rows, dtype=np.int64), candidates,
+                      cand_tokens, np.array(lin, dtype=np.int64), np.array(hier, dtype=np.int64))
+
+
+def probe_hash(task: str, splits: dict[str, SplitProbe]) -> str:
+    """sha256 over the task and every probe sentence's tokens, split by split."""
+    payload = {"task": task, **{name: [" ".join(e.tokens) for e in s.examples] for name, s in splits.items()}}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class ProbeSet:
+    """The three probe splits of one run; `save` writes probes.json, positions.csv and critical.npz."""
+
+    def __init__(self, cfg, data: TaskData):
+        counts = Counter(t for e in data.train for t in e.tokens)
+        counts["<eos>"] = len(data.train)
+        self.task = data.name
+        self.splits = {name: build_split(name, i, data, cfg, counts) for i, name in enumerate(SPLITS)}
+        offset = 0
+        for split in self.splits.values():
+            split.columns["pos_id"] = list(range(offset, offset + split.n_positions))
+            offset += split.n_positions
+        self.hash = probe_hash(self.task, self.splits)
+
+    def save(self, directory: Path) -> None:
+        """Write the probe files; if they exist, check that they hold these very probe sets."""
+        probes_file = directory / "probes.json"
+        if probes_file.exists():
+            saved = json.loads(probes_file.read_text())["hash"]
+            if saved != self.hash:
+                raise DiagnosticsError(f"{probes_file} holds different probe sets (hash {saved[:12]} vs "
+                                       f"{self.hash[:12]}); the data or diagnostics.seed changed")
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        write_positions(directory / "positions.csv", [s.columns for s in self.splits.values()])
+        arrays = {}
+        for name, s in self.splits.items():
+            arrays |= {f"{name}/rows": s.critical_rows, f"{name}/candidates": s.candidates,
+                       f"{name}/linear": s.linear_choice, f"{name}/hierarchical": s.hier_choice,
+                       f"{name}/candidate_tokens": np.array(s.candidate_tokens, dtype=str).reshape(s.candidates.shape)}
+        np.savez(directory / "critical.npz", **arrays)
+        splits = {name: {"indices": s.indices, "sentences": [" ".join(e.tokens) for e in s.examples]}
+                  for name, s in self.splits.items()}
+        tmp = probes_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"hash": self.hash, "task": self.task, "splits": splits}))
+        tmp.replace(probes_file)  # written last: its presence means the probe files are complete
+
+
+def write_positions(path: Path, tables: list[dict[str, list]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for table in tables:
+            writer.writerows(zip(*(table[c] for c in COLUMNS), strict=True))
+
+
+def read_positions(path: Path) -> dict[str, np.ndarray]:
+    """positions.csv as column arrays (integers for INT_COLUMNS, strings otherwise)."""
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    columns = {}
+    for j, name in enumerate(header):
+        values = [r[j] for r in body]
+        columns[name] = np.array(values, dtype=np.int64 if name in INT_COLUMNS else str)
+    return columns
+
+
+def read_critical(directory: Path) -> dict[str, dict[str, np.ndarray]]:
+    """critical.npz as {split: {rows, candidates, linear, hierarchical, candidate_tokens}}."""
+    with np.load(directory / "critical.npz") as z:
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for key in z.files:
+            split, name = key.split("/")
+            out.setdefault(split, {})[name] = z[key]
+    return out

@@ -1,0 +1,76 @@
+"""Model-internal probes (PAPER.md §5): weight norms, attention entropy and tree projections.
+
+`Prober(cfg, data, run_dir, device)(model, step)` returns every `probe/*` metric for the training loop and for
+`grok probe`. Tree-projection keys are None when `cfg.probes.tree_projection` is off, and parseval keys are None
+for Dyck (no gold trees).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from grokking.probes.entropy import attention_entropy
+from grokking.probes.norms import weight_norms
+from grokking.probes.parseval import bracket_f1, nltk_mask, tree_mask
+from grokking.probes.sample import SAMPLE_FILE, load_or_create_sample
+from grokking.probes.sci import sci_charts
+from grokking.probes.trees import Projections, right_branching
+
+__all__ = ["Prober", "weight_norms"]
+
+TREE_KEYS = ("probe/tscore", "probe/tscore_exact", "probe/tparseval", "probe/tparseval_cky",
+             "probe/tparseval_right_branching")
+
+
+class Prober:
+    """Probes on a fixed, seeded sample of training inputs (built once per run, reused across resumes)."""
+
+    def __init__(self, cfg, data, run_dir: Path, device: torch.device):
+        probes = cfg.probes
+        self.n_layers = int(cfg.depth)
+        self.batch_size = int(probes.batch_size)
+        self.sample_seed = int(probes.sample_seed)
+        self.tree_projection = bool(probes.tree_projection)
+        self.device = torch.device(device)
+        self.sentences = load_or_create_sample(Path(run_dir) / SAMPLE_FILE, data.name, data.train,
+                                               int(probes.sample_size), self.sample_seed,
+                                               max_words=int(cfg.model.max_len) - 1)
+        self.sos, self.pad = data.vocab.sos, data.vocab.pad
+        self.word_ids = [data.vocab.encode(words) for words in self.sentences]
+        self.gold = None
+        self.right_branching_f1 = None
+        if data.name != "dyck":
+            from grokking.data import gold_tree
+
+            self.gold = [nltk_mask(gold_tree(data.name, list(words))) for words in self.sentences]
+            branching = [tree_mask(right_branching(len(words)), len(words)) for words in self.sentences]
+            self.right_branching_f1 = bracket_f1(branching, self.gold)
+
+    def __call__(self, model, step: int) -> dict[str, float | None]:
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                metrics: dict[str, float | None] = dict(weight_norms(model, self.n_layers))
+                metrics.update(attention_entropy(model, [[self.sos, *ids] for ids in self.word_ids], self.pad,
+                                                 self.batch_size, self.device))
+                metrics.update(self.tree_metrics(model, step) if self.tree_projection else dict.fromkeys(TREE_KEYS))
+        finally:
+            model.train(was_training)
+        return metrics
+
+    def tree_metrics(self, model, step: int) -> dict[str, float | None]:
+        if not self.word_ids:
+            return dict.fromkeys(TREE_KEYS)
+        charts = sci_charts(model, self.word_ids, self.sos, self.pad, self.batch_size, self.device)
+        projections = Projections(charts)
+        tscore, tscore_exact = projections.tscores(np.random.default_rng([self.sample_seed, step]))
+        metrics = {"probe/tscore": tscore, "probe/tscore_exact": tscore_exact, "probe/tparseval": None,
+                   "probe/tparseval_cky": None, "probe/tparseval_right_branching": self.right_branching_f1}
+        if self.gold is not None:
+            metrics["probe/tparseval"] = bracket_f1(projections.node_masks("greedy"), self.gold)
+            metrics["probe/tparseval_cky"] = bracket_f1(projections.node_masks("cky"), self.gold)
+        return metrics

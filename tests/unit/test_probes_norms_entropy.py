@@ -1,0 +1,71 @@
+"""Weight norms on a model with known weights; attention entropy on hand-built attention maps."""
+
+import math
+
+import pytest
+import torch
+
+from grokking.model import ModelShape, TransformerLM
+from grokking.probes import weight_norms
+from grokking.probes.entropy import attention_entropy, entropy_metrics, entropy_sums
+
+
+def constant_model(**overrides) -> TransformerLM:
+    model = TransformerLM(ModelShape(**{"vocab_size": 11, "d_model": 8, "n_heads": 2, "d_ff": 16, "n_layers": 3,
+                                        **overrides}))
+    with torch.no_grad():
+        for param in model.parameters():
+            param.fill_(2.0)
+    return model
+
+
+def test_weight_norms_of_constant_weights():
+    model = constant_model()
+    norms = weight_norms(model, 3)
+    per_layer = sum(p.numel() for p in model.blocks[0].parameters())
+    assert norms["probe/norm/embedding"] == pytest.approx(2 * math.sqrt(11 * 8))
+    assert norms["probe/norm/output"] == pytest.approx(2 * math.sqrt(11 * 8 + 11))
+    for i in range(3):
+        assert norms[f"probe/norm/layer{i}"] == pytest.approx(2 * math.sqrt(per_layer))
+    total = 2 * math.sqrt(sum(p.numel() for p in model.parameters()))
+    assert norms["probe/weight_norm"] == pytest.approx(total)
+    assert norms["probe/weight_norm_per_layer"] == pytest.approx(total / 3)
+
+
+def test_tied_output_weight_is_counted_once():
+    model = constant_model(tied_output=True, output_bias=False)
+    norms = weight_norms(model, 3)
+    assert norms["probe/norm/output"] == 0.0
+    assert norms["probe/norm/embedding"] == pytest.approx(2 * math.sqrt(11 * 8))
+    assert norms["probe/weight_norm"] == pytest.approx(2 * math.sqrt(sum(p.numel() for p in model.parameters())))
+
+
+def uniform_causal(batch: int, heads: int, length: int) -> torch.Tensor:
+    allowed = torch.ones(length, length).tril()
+    return (allowed / allowed.sum(-1, keepdim=True)).expand(batch, heads, length, length)
+
+
+def test_uniform_causal_rows_have_entropy_log_of_visible_keys():
+    lengths = torch.tensor([4, 2])  # second sequence: queries 2 and 3 are padding
+    maps = [uniform_causal(2, 2, 4), torch.eye(4).expand(2, 2, 4, 4)]  # layer 1: one-hot (entropy 0)
+    sums = entropy_sums(maps, lengths)
+    expected = sum(math.log(q + 1) for q in range(4)) + sum(math.log(q + 1) for q in range(2))
+    assert sums.shape == (2, 2)
+    assert sums[0].tolist() == pytest.approx([expected, expected])
+    assert sums[1].tolist() == [0.0, 0.0]
+    metrics = entropy_metrics(sums, n_queries=6)
+    assert metrics["probe/attn_entropy/layer0"] == pytest.approx(expected / 6)
+    assert metrics["probe/attn_entropy/layer1/head1"] == 0.0
+    assert metrics["probe/attn_entropy"] == pytest.approx(expected / 12)
+    assert metrics["probe/attn_sparsity"] == -metrics["probe/attn_entropy"]
+
+
+def test_entropy_of_a_real_forward_pass_is_bounded_and_ignores_padding():
+    torch.manual_seed(0)
+    model = TransformerLM(ModelShape(vocab_size=11, d_model=16, n_heads=2, d_ff=32, n_layers=2)).eval()
+    sequences = [[10, 3, 4, 5, 6], [10, 1], [10, 2, 2]]
+    together = attention_entropy(model, sequences, pad=0, batch_size=8, device=torch.device("cpu"))
+    one_by_one = attention_entropy(model, sequences, pad=0, batch_size=1, device=torch.device("cpu"))
+    assert together == pytest.approx(one_by_one, abs=1e-6)
+    assert 0 < together["probe/attn_entropy"] < math.log(5)
+    assert {f"probe/attn_entropy/layer{i}/head{h}" for i in range(2) for h in range(2)} <= together.keys()
