@@ -1,0 +1,149 @@
+"""Where every run of a sweep stands: done, running, stale, preempted, failed, unfinished or missing.
+
+    grok status runs                       # every run directory under runs/
+    grok status runs --sweep paper_qf      # the 50 runs the preset expects, missing ones included
+
+A run directory is any directory holding `status.json`, `config.yaml` or `.lock` (hidden directories such as
+`.submitit/` and a run's own sub-directories are not searched). A `running` status.json whose `.lock` no live
+process holds (killed by SIGKILL, OOM or a node failure) is reported as `stale`: re-launching resumes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from grokking.rundir import RunDir, read_jsonl
+
+RUN_MARKERS = ("status.json", "config.yaml", ".lock")
+STATES = ("done", "running", "stale", "preempted", "failed", "unfinished", "unknown", "missing")
+
+
+@dataclass
+class RunStatus:
+    path: Path
+    state: str  # one of STATES
+    step: int | None = None  # the furthest step logged or checkpointed
+    planned: int | None = None  # train.steps of the run's config (or of the sweep that expects it)
+    gen_acc: float | None = None  # last logged OOD accuracy (gen/acc)
+    reason: str | None = None
+
+
+def natural_key(path: Path) -> list:
+    """depth=10 after depth=8."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Run directories under `root` (which may itself be one), naturally sorted."""
+    found = []
+    for directory, subdirs, files in os.walk(root):
+        if any(marker in files for marker in RUN_MARKERS):
+            found.append(Path(directory))
+            subdirs.clear()  # ckpt/, archive/, wandb/ belong to the run
+        else:
+            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+    return sorted(found, key=natural_key)
+
+
+def lock_held(run_path: Path) -> bool:
+    """Whether a live process holds the run's lock (grok holds an exclusive flock while it trains)."""
+    try:
+        handle = open(run_path / ".lock")  # noqa: SIM115 - closed below
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def planned_steps(run_path: Path) -> int | None:
+    with contextlib.suppress(OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
+        return int(yaml.safe_load((run_path / "config.yaml").read_text())["train"]["steps"])
+    return None
+
+
+def last_logged(run: RunDir) -> tuple[int | None, float | None]:
+    """The furthest step in metrics.jsonl / train_log.jsonl, and the last finite gen/acc."""
+    metrics = read_jsonl(run.metrics_file)
+    steps = [r["step"] for r in (*metrics, *read_jsonl(run.train_log_file)[-1:]) if isinstance(r.get("step"), int)]
+    accs = [r["gen/acc"] for r in metrics if isinstance(r.get("gen/acc"), int | float) and math.isfinite(r["gen/acc"])]
+    return (max(steps) if steps else None), (accs[-1] if accs else None)
+
+
+def run_status(run_path: Path, planned: int | None = None) -> RunStatus:
+    """Classify one run directory; `planned` (from the sweep's config) overrides the run's own config.yaml."""
+    if not run_path.is_dir():
+        return RunStatus(run_path, "missing", planned=planned, reason="no run directory yet")
+    run = RunDir(run_path)
+    planned = planned if planned is not None else planned_steps(run_path)
+    step, gen_acc = last_logged(run)
+    info = run.status()
+    result = RunStatus(run_path, "unknown", step, planned, gen_acc)
+    if info is None:
+        if lock_held(run_path):
+            result.state, result.reason = "running", "starting (no status.json yet)"
+        elif (run_path / "status.json").exists():
+            result.reason = "unreadable status.json"
+        else:
+            result.state, result.reason = "stale", "started but wrote no status.json; see train.log, re-launch to retry"
+        return result
+    status, result.reason = info.get("status"), info.get("reason")
+    if isinstance(info.get("step"), int):
+        result.step = max(info["step"], step or 0)
+    if status == "running":
+        if lock_held(run_path):
+            result.state = "running"
+        else:
+            result.state = "stale"
+            result.reason = (f"status.json says running (pid {info.get('pid')} on {info.get('host')}) but no process "
+                             "holds the lock; re-launch to resume from the last checkpoint")
+    elif status == "done" and planned is not None and (result.step or 0) < planned:
+        result.state = "unfinished"
+        result.reason = f"done at step {result.step}, but {planned} steps are planned; re-launch to continue"
+    elif status in ("done", "preempted", "failed"):
+        result.state = status
+    else:
+        result.reason = f"unknown status {status!r} in status.json"
+    return result
+
+
+def sweep_status(root: Path, expected: dict[Path, int | None] | None = None) -> list[RunStatus]:
+    """Every run directory under `root`; with `expected` (run dir -> planned steps), exactly those runs."""
+    if expected is None:
+        return [run_status(path) for path in find_run_dirs(root)]
+    return [run_status(path, planned) for path, planned in sorted(expected.items(), key=lambda kv: natural_key(kv[0]))]
+
+
+def render(statuses: list[RunStatus], root: Path) -> str:
+    """A table (run, state, step/planned, gen/acc, note) and a one-line count per state."""
+    rows = [("run", "state", "step", "gen/acc", "note")]
+    for s in statuses:
+        try:
+            name = str(s.path.relative_to(root)) if s.path != root else "."
+        except ValueError:
+            name = str(s.path)
+        step = f"{'-' if s.step is None else s.step}/{'?' if s.planned is None else s.planned}"
+        acc = "-" if s.gen_acc is None else f"{s.gen_acc:.3f}"
+        rows.append((name, s.state, step, acc, s.reason or ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4] for row in rows]
+    return "\n".join(line.rstrip() for line in lines) + "\n" + summary(statuses)
+
+
+def summary(statuses: list[RunStatus]) -> str:
+    counts = Counter(s.state for s in statuses)
+    parts = [f"{counts[state]} {state}" for state in STATES if counts[state]]
+    return f"{len(statuses)} runs: {', '.join(parts) or 'none found'}"

@@ -1,0 +1,118 @@
+"""`grok status` classification on hand-made run directories (no training)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli import status as status_cli
+from grokking.rundir import RunDir
+from grokking.status import find_run_dirs, lock_held, render, run_status, sweep_status
+
+
+def make_run(root: Path, depth: int, seed: int, status: str | None = "done", step: int = 60, steps: int = 60,
+             accs: tuple[float, ...] = (0.2, 0.3), reason: str | None = None) -> Path:
+    path = root / "qf" / f"depth={depth}" / f"seed={seed}"
+    (path / "ckpt").mkdir(parents=True)
+    (path / "config.yaml").write_text(f"task:\n  name: qf\ntrain:\n  steps: {steps}\ndepth: {depth}\nseed: {seed}\n")
+    if status is not None:
+        (path / "status.json").write_text(json.dumps({"status": status, "step": step, "reason": reason, "pid": 1,
+                                                      "host": "node7"}))
+    records = [{"step": 30 * (i + 1), "val/acc": 0.5, "gen/acc": acc} for i, acc in enumerate(accs)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_run_dirs_are_found_in_natural_order_without_hidden_or_nested_dirs(tmp_path: Path):
+    for depth in (10, 2, 8):
+        make_run(tmp_path, depth, 0)
+    (tmp_path / ".submitit" / "12_0").mkdir(parents=True)
+    (tmp_path / ".submitit" / "12_0" / "status.json").write_text("{}")
+    (tmp_path / "qf" / "depth=2" / "seed=0" / "archive" / "x").mkdir(parents=True)
+    (tmp_path / "qf" / "depth=2" / "seed=0" / "archive" / "x" / "status.json").write_text("{}")
+    found = [p.relative_to(tmp_path).as_posix() for p in find_run_dirs(tmp_path)]
+    assert found == ["qf/depth=2/seed=0", "qf/depth=8/seed=0", "qf/depth=10/seed=0"]
+    assert find_run_dirs(tmp_path / "qf" / "depth=8" / "seed=0") == [tmp_path / "qf" / "depth=8" / "seed=0"]
+
+
+def test_finished_failed_and_preempted_runs_keep_their_state_step_and_last_ood_accuracy(tmp_path: Path):
+    done = run_status(make_run(tmp_path, 2, 0, accs=(0.2, 0.35)))
+    assert (done.state, done.step, done.planned, done.gen_acc) == ("done", 60, 60, 0.35)
+    failed = run_status(make_run(tmp_path, 2, 1, "failed", 30, accs=(0.1,), reason="non-finite training loss"))
+    assert (failed.state, failed.step, failed.reason) == ("failed", 30, "non-finite training loss")
+    preempted = run_status(make_run(tmp_path, 2, 2, "preempted", 45, accs=(0.1,), reason="SIGUSR2 received"))
+    assert (preempted.state, preempted.step) == ("preempted", 45)
+
+
+def test_running_is_trusted_only_while_a_process_holds_the_lock(tmp_path: Path):
+    path = make_run(tmp_path, 2, 0, "running", 30, accs=(0.1,))
+    holder = RunDir(path)
+    holder.lock()
+    try:
+        assert lock_held(path)
+        assert run_status(path).state == "running"
+    finally:
+        holder.release()
+    assert not lock_held(path)
+    stale = run_status(path)
+    assert stale.state == "stale" and "pid 1 on node7" in stale.reason
+
+
+def test_a_run_that_never_wrote_its_status_is_stale_or_starting(tmp_path: Path):
+    path = make_run(tmp_path, 2, 0, status=None, accs=())
+    (path / ".lock").write_text("pid 9\n")
+    assert run_status(path).state == "stale"
+    holder = RunDir(path)
+    holder.lock()
+    try:
+        assert run_status(path).state == "running"
+    finally:
+        holder.release()
+
+
+def test_metrics_past_the_status_step_and_torn_lines_are_handled(tmp_path: Path):
+    path = make_run(tmp_path, 2, 0, "running", 0, accs=(0.1, 0.4))
+    with open(path / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 90, "gen/a')  # a crash mid-write
+    status = run_status(path)
+    assert (status.step, status.gen_acc) == (60, 0.4)
+
+
+def test_a_run_done_under_fewer_planned_steps_is_unfinished(tmp_path: Path):
+    path = make_run(tmp_path, 2, 0, "done", 60, steps=60)
+    status = run_status(path, planned=400)
+    assert status.state == "unfinished" and "400" in status.reason
+
+
+def test_expected_runs_without_a_directory_are_missing_and_the_table_counts_states(tmp_path: Path):
+    make_run(tmp_path, 2, 0)
+    make_run(tmp_path, 2, 1, "failed", 30, accs=(0.3,), reason="boom")
+    expected = {tmp_path / "qf" / f"depth={d}" / f"seed={s}": 60 for d in (2, 4) for s in (0, 1)}
+    statuses = sweep_status(tmp_path, expected)
+    assert [s.state for s in statuses] == ["done", "failed", "missing", "missing"]
+    table = render(statuses, tmp_path)
+    lines = table.splitlines()
+    assert lines[0].split() == ["run", "state", "step", "gen/acc", "note"]
+    assert lines[1].split()[:4] == ["qf/depth=2/seed=0", "done", "60/60", "0.300"]
+    assert lines[2].split()[:5] == ["qf/depth=2/seed=1", "failed", "30/60", "0.300", "boom"]
+    assert lines[3].split()[:4] == ["qf/depth=4/seed=0", "missing", "-/60", "-"]
+    assert lines[-1] == "4 runs: 1 done, 1 failed, 2 missing"
+
+
+def test_status_cli_lists_the_expected_grid_of_a_preset(tmp_path: Path, capsys):
+    make_run(tmp_path, 2, 0)
+    make_run(tmp_path, 7, 7)
+    assert status_cli.run([str(tmp_path), "--sweep", "smoke", "depth=2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in out[1:3]] == [["qf/depth=2/seed=0", "done"], ["qf/depth=2/seed=1", "missing"]]
+    assert out[3] == "2 runs: 1 done, 1 missing"
+    assert out[4] == f"1 other run directories under {tmp_path} are not part of this sweep"
+
+
+def test_status_cli_reports_a_missing_directory_on_one_line(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        status_cli.run([str(tmp_path / "nope")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"grok: error: no such directory: {tmp_path / 'nope'}"
