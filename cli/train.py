@@ -11,6 +11,7 @@ so re-running a command resumes it, and a finished run is skipped.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -21,6 +22,9 @@ from cli.compose import CONFIG_DIR, CONFIG_NAME, expand_sweep, register_schema, 
 from cli.errors import reported_errors
 from grokking.errors import GrokError
 from grokking.rundir import RunDir
+from grokking.status import run_status, summary
+
+FAILED_JOBS: list[str] = []  # one-line reasons of jobs of this process's multirun that failed
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base="1.3")
@@ -33,20 +37,31 @@ def hydra_main(cfg: DictConfig) -> None:
         # Preempted exits instead (SystemExit is no job failure to Hydra or submitit): a local sweep stops, and a
         # requeued SLURM task leaves no failed result behind, so the launcher waits for its next attempt.
         if HydraConfig.get().mode == RunMode.MULTIRUN and not isinstance(exc, Preempted):
-            raise  # Hydra records the failure and the rest of the sweep goes on
+            # A failed job must not stop the sweep: report it on one line, and the summary at the end counts it.
+            FAILED_JOBS.append(f"{cfg.run_dir}: {exc}")
+            print(f"grok: error: {cfg.run_dir}: {exc}", file=sys.stderr)
+            return
         print(f"grok: error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
 
 
 def run(argv: list[str]) -> int:
     flags, overrides = split_argv(argv)
+    multirun = bool({"-m", "--multirun"} & set(flags)) or any(o.startswith("+sweep=") for o in overrides)
+    configs = []
     if not any(f in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for f in flags):
         with reported_errors():
-            multirun = "-m" in flags or "--multirun" in flags
             configs = validate_jobs(expand_sweep(overrides) if multirun else [overrides])
-            if len(configs) == 1:
+            if not multirun:
                 RunDir(configs[0].run_dir).create()  # Hydra would create it next, with a traceback on failure
     register_schema()
     sys.argv = ["grok-train", *argv]
     hydra_main()
-    return 0
+    if not (multirun and configs):
+        return 0
+    statuses = [run_status(Path(c.run_dir), c.train.steps) for c in configs]
+    unfinished = [s for s in statuses if s.state != "done"]
+    print(f"grok: sweep: {summary(statuses)}")
+    for failure in FAILED_JOBS:
+        print(f"grok: failed: {failure}", file=sys.stderr)
+    return 1 if FAILED_JOBS or unfinished else 0

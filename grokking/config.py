@@ -126,7 +126,7 @@ class GrokConfig:
     depth: int = 6  # transformer layers (paper: 2, 4, 6, 8, 10)
     seed: int = 42  # training seed: init, dropout, data order (paper: 42, 52, ..., 132)
     tag: str = ""  # optional suffix for the run directory
-    run_dir: str = "${paths.runs}/${task.name}/depth=${depth}/seed=${seed}"  # derived; override to relocate
+    run_dir: str = "${paths.runs}/${task.name}${tag}/depth=${depth}/seed=${seed}"  # derived; override to relocate
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA only)
     compile: bool = False  # torch.compile the model (CUDA only)

@@ -354,7 +354,7 @@ class Trainer:
                     save_snapshot(model.state_dict(), self.step, snapshot_path(self.run_dir.ckpt, self.step))
                 if self.step % tcfg.save_every == 0 or self.step == tcfg.steps or preemption.signum:
                     if self.step % tcfg.log_every:  # make sure nothing non-finite goes into a checkpoint
-                        self.check_finite(float(loss))
+                        self.check_finite(float(loss.detach()))
                     self.save()
                 if preemption.signum:
                     self.preempted = (f"{signal.Signals(preemption.signum).name} received; saved step {self.step} "

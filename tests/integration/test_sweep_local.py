@@ -88,6 +88,7 @@ def test_relaunched_sweep_skips_done_runs_resumes_unfinished_ones_and_survives_a
     output = first.stdout + first.stderr
     assert first.returncode == 1, output
     assert "runs/qf/depth=3/seed=1 holds a run with a different training config (model.d_model" in output
+    assert "Traceback" not in output and "grok: sweep: 4 runs: 3 done, 1 unfinished" in first.stdout
     for depth, seed in ((2, 0), (2, 1), (3, 0)):
         path = run_path(runs, depth, seed)
         assert status_of(path)["status"] == "done" and status_of(path)["step"] == 60
