@@ -39,6 +39,11 @@ def lm_batch(examples: Sequence[Example], vocab: Vocab, device: torch.device) ->
     return inputs, targets
 
 
+def by_length(items: Sequence, length) -> list:
+    """Items sorted by length, so batches carry little padding (sums over items do not depend on the order)."""
+    return sorted(items, key=length)
+
+
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -47,7 +52,7 @@ def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 @torch.no_grad()
 def mean_loss(model, examples: Sequence[Example], vocab: Vocab, batch_size: int, device: torch.device) -> float:
     total, count = 0.0, 0
-    for batch in chunks(examples, batch_size):
+    for batch in chunks(by_length(examples, lambda e: len(e.tokens)), batch_size):
         inputs, targets = lm_batch(batch, vocab, device)
         logits = model(inputs)
         total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
@@ -159,7 +164,7 @@ def dyck_accuracy(model, examples: Sequence[Example], vocab: Vocab, batch_size: 
     closers = [t for t in vocab.tokens if t.endswith(")")]
     closer_ids = torch.tensor([vocab.id(t) for t in closers], device=device)
     hits, far_hits, count, far_count = 0, 0, 0, 0
-    for batch in chunks(dyck_positions(examples, limit), batch_size):
+    for batch in chunks(by_length(dyck_positions(examples, limit), lambda item: len(item[0].tokens)), batch_size):
         inputs, _ = lm_batch([e for e, _ in batch], vocab, device)
         logits = model(inputs)
         for row, (example, closing) in enumerate(batch):
