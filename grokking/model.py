@@ -53,6 +53,25 @@ def sinusoidal_positions(max_len: int, d_model: int) -> Tensor:
     return table
 
 
+class Packing:
+    """Where the real tokens of a right-padded [batch, length] batch sit in its flattened layout, so that every
+    position-wise computation can run on [tokens, ...] and skip the padding (see TransformerLM.loss)."""
+
+    def __init__(self, keep: Tensor):
+        self.batch, self.length = keep.shape
+        self.index = keep.flatten().nonzero().squeeze(1)  # the one data-dependent shape (a host sync on GPU)
+
+    def pack(self, x: Tensor) -> Tensor:
+        """[batch, length, ...] -> [tokens, ...]"""
+        return x.flatten(0, 1)[self.index]
+
+    def pad(self, x: Tensor) -> Tensor:
+        """[tokens, ...] -> [batch, length, ...] with zeros at the skipped positions."""
+        padded = x.new_zeros(self.batch * self.length, *x.shape[1:])
+        padded[self.index] = x
+        return padded.view(self.batch, self.length, *x.shape[1:])
+
+
 class SelfAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, attn_dropout: float):
         super().__init__()
@@ -64,9 +83,13 @@ class SelfAttention(nn.Module):
             nn.init.xavier_uniform_(chunk)
         nn.init.xavier_uniform_(self.out.weight)
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None, return_attn: bool) -> tuple[Tensor, Tensor | None]:
-        batch, length, width = x.shape
-        q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, width // self.n_heads).permute(2, 0, 3, 1, 4)
+    def forward(self, x: Tensor, attn_mask: Tensor | None, return_attn: bool,
+                packing: Packing | None = None) -> tuple[Tensor, Tensor | None]:
+        """x: [batch, length, width], or [tokens, width] real tokens only when `packing` is given; only the
+        attention itself then runs in the padded layout."""
+        qkv = self.qkv(x) if packing is None else packing.pad(self.qkv(x))
+        batch, length, width = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+        q, k, v = qkv.view(batch, length, 3, self.n_heads, width // self.n_heads).permute(2, 0, 3, 1, 4)
         dropout_p = self.attn_dropout if self.training else 0.0
         if return_attn:  # explicit softmax, same math as SDPA, keeping the probabilities
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
@@ -79,7 +102,8 @@ class SelfAttention(nn.Module):
                 context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
             else:
                 context = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
-        return self.out(context.transpose(1, 2).reshape(batch, length, width)), probs
+        context = context.transpose(1, 2).reshape(batch, length, width)
+        return self.out(context if packing is None else packing.pack(context)), probs
 
 
 class Block(nn.Module):
@@ -96,8 +120,9 @@ class Block(nn.Module):
         nn.init.xavier_uniform_(self.ff_in.weight, gain=math.sqrt(2.0))
         nn.init.xavier_uniform_(self.ff_out.weight)
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None, return_attn: bool) -> tuple[Tensor, Tensor | None]:
-        attended, probs = self.attn(x, attn_mask, return_attn)
+    def forward(self, x: Tensor, attn_mask: Tensor | None, return_attn: bool,
+                packing: Packing | None = None) -> tuple[Tensor, Tensor | None]:
+        attended, probs = self.attn(x, attn_mask, return_attn, packing)
         x = self.norm1(x + self.dropout(attended))
         x = self.norm2(x + self.dropout(self.ff_out(self.dropout(F.relu(self.ff_in(x))))))
         return x, probs
@@ -130,9 +155,7 @@ class TransformerLM(nn.Module):
         [batch, 1 or heads, length, length] (True = may attend) replacing the causal mask at every layer.
         Returns logits [batch, length, vocab]; with return_attn / return_hidden also the per-layer attention
         probabilities ([batch, heads, length, length] each) and the last layer's hidden states."""
-        length = ids.shape[1]
-        if length > self.shape.max_len:
-            raise ValueError(f"sequence of {length} tokens exceeds model.max_len={self.shape.max_len}")
+        length = self.check_length(ids)
         x = self.embed_dropout(self.embedding(ids) * self.embed_scale + self.positions[:length])
         maps = []
         for block in self.blocks:
@@ -147,6 +170,25 @@ class TransformerLM(nn.Module):
         if return_hidden:
             extras += (x,)
         return extras
+
+    def loss(self, ids: Tensor, targets: Tensor) -> Tensor:
+        """The training loss `lm_loss(self(ids), targets)`, computed on the real tokens only. Under the causal
+        mask a position after a row's last real target cannot influence the loss, so embedding, projections,
+        LayerNorm, FF, dropout masks, output layer and cross entropy all skip those positions (the padding);
+        only attention runs in the padded layout. Same math; dropout draws fewer random numbers."""
+        length = self.check_length(ids)
+        packing = Packing((targets != -100).flip(1).cumsum(1).flip(1) > 0)  # up to each row's last real target
+        x = self.embedding(packing.pack(ids)) * self.embed_scale + self.positions[packing.index % length]
+        x = self.embed_dropout(x)
+        for block in self.blocks:
+            x, _ = block(x, None, False, packing)
+        return lm_loss(self.output(x), packing.pack(targets))
+
+    def check_length(self, ids: Tensor) -> int:
+        length = ids.shape[1]
+        if length > self.shape.max_len:
+            raise ValueError(f"sequence of {length} tokens exceeds model.max_len={self.shape.max_len}")
+        return length
 
 
 def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:

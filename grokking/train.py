@@ -28,7 +28,7 @@ from grokking.config import validate
 from grokking.errors import ConfigError, GrokError, RunDirError, TrainingFailed
 from grokking.evaluate import evaluate
 from grokking.loggers import MetricsLogger, stable_run_id
-from grokking.model import build_model, lm_loss
+from grokking.model import build_model
 from grokking.rundir import RunDir, changed_training_keys, config_hash, now
 
 log = logging.getLogger("grokking.train")
@@ -286,7 +286,7 @@ class Trainer:
     def loop(self, logger: MetricsLogger, preemption: PreemptionFlag) -> dict[str, Any]:
         cfg, tcfg = self.cfg, self.cfg.train
         model = self.model
-        forward = torch.compile(model) if cfg.compile else model
+        compute_loss = torch.compile(model.loss) if cfg.compile else model.loss
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         prober = self.make_prober()
         # loss and grad-norm sums since the last log line / eval, carried across a resume so the averages match
@@ -306,7 +306,7 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 with autocast:
-                    loss = lm_loss(forward(inputs), targets)
+                    loss = compute_loss(inputs, targets)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")

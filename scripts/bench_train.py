@@ -4,7 +4,9 @@
     python scripts/bench_train.py --device cuda --precision bf16 --compile
 
 Both sides run the same batches (8 sequences of QF-like length 14-36 tokens, padded to the batch maximum),
-AdamW (grok: fused, as its trainer uses; baseline: the default), clip 1, and dropout 0.1, interleaved in one process so machine noise hits both.
+AdamW (grok: fused, as its trainer uses; baseline: the default), clip 1, and dropout 0.1, interleaved in one process
+so machine noise hits both. grok computes its loss as its trainer does (`TransformerLM.loss`, real tokens only); the
+baseline runs the whole padded batch and `lm_loss` on its logits.
 The baseline is `torch.nn.TransformerEncoder` (post-LN, ReLU, causal mask) + embedding + output layer.
 """
 
@@ -38,6 +40,9 @@ class BaselineLM(nn.Module):
         x = self.embedding(ids) * math.sqrt(512)
         return self.output(self.encoder(x, mask=mask, is_causal=True))
 
+    def loss(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return lm_loss(self(ids), targets)  # the whole padded batch
+
 
 def batches(count: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(0)
@@ -54,12 +59,12 @@ def batches(count: int, device: torch.device) -> list[tuple[torch.Tensor, torch.
 
 def make_step(model: nn.Module, precision: str, device: torch.device, compile_model: bool, fused: bool):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, eps=1e-7, weight_decay=0.0, fused=fused or None)
-    forward = torch.compile(model) if compile_model else model
+    compute_loss = torch.compile(model.loss) if compile_model else model.loss
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step(ids: torch.Tensor, targets: torch.Tensor) -> None:
         with autocast:
-            loss = lm_loss(forward(ids), targets)
+            loss = compute_loss(ids, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

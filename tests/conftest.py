@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+# Tiny test models gain nothing from threads; on CI's 2 cores, parallel subprocesses (SLURM tasks) would only fight.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 GROK = shutil.which("grok") or str(Path(sys.executable).with_name("grok"))
 REFERENCE_DATA = (Path(__file__).resolve().parents[1] / "../shared/reference-data").resolve()
 

@@ -155,15 +155,16 @@ def test_nan_loss_stops_the_run_as_failed_and_keeps_the_last_good_checkpoint(tmp
     from cli.compose import compose_config
     from grokking import train as train_module
     from grokking.errors import TrainingFailed
+    from grokking.model import TransformerLM
 
-    real_loss, calls = train_module.lm_loss, {"n": 0}
+    real_loss, calls = TransformerLM.loss, {"n": 0}
 
-    def poisoned(logits, targets):
+    def poisoned(model, ids, targets):
         calls["n"] += 1
-        loss = real_loss(logits, targets)
+        loss = real_loss(model, ids, targets)
         return loss * float("nan") if calls["n"] > 25 else loss
 
-    monkeypatch.setattr(train_module, "lm_loss", poisoned)
+    monkeypatch.setattr(TransformerLM, "loss", poisoned)
     cfg = compose_config(["experiment=smoke", f"data.dir={data_dir}", f"run_dir={tmp_path}/run",
                           "train.save_every=10", "probes.enabled=false"])
     with pytest.raises(TrainingFailed, match="non-finite training loss"):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from grokking.model import ModelShape, TransformerLM, sinusoidal_positions
+from grokking.model import ModelShape, TransformerLM, lm_loss, sinusoidal_positions
 
 
 def make(**overrides) -> TransformerLM:
@@ -74,3 +74,30 @@ def test_embeddings_are_scaled_by_sqrt_d():
 def test_too_long_sequence_is_refused():
     with pytest.raises(ValueError, match="max_len"):
         make(max_len=8)(torch.zeros(1, 9, dtype=torch.long))
+
+
+def padded_batch(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (pad 0) and targets (-100 on padding), as the trainer's BatchOrder builds them."""
+    ids = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    targets = torch.full_like(ids, -100)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = torch.randint(1, 71, (length,))
+        targets[row, :length] = torch.randint(1, 71, (length,))
+    return ids, targets
+
+
+@pytest.mark.parametrize("lengths", [[5, 12, 9], [7, 7, 7, 7], [11], [3, 14, 14, 1, 8]])
+def test_packed_loss_equals_padded_loss(lengths):
+    model = make().eval()
+    ids, targets = padded_batch(lengths)
+    assert torch.allclose(model.loss(ids, targets), lm_loss(model(ids), targets), atol=1e-5)
+
+
+@pytest.mark.parametrize("lengths", [[5, 12, 9], [11]])
+def test_packed_loss_gradients_equal_padded_gradients(lengths):
+    model = make(dropout=0.0, attn_dropout=0.0).train()
+    ids, targets = padded_batch(lengths)
+    packed = torch.autograd.grad(model.loss(ids, targets), list(model.parameters()))
+    padded = torch.autograd.grad(lm_loss(model(ids), targets), list(model.parameters()))
+    for (name, _), a, b in zip(model.named_parameters(), packed, padded, strict=True):
+        assert torch.allclose(a, b, atol=1e-5), name
