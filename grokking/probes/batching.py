@@ -1,10 +1,8 @@
-"""Length-sorted, right-padded batches of `[SOS] + ids` sequences for probe forward passes."""
+"""Length-sorted batches of `[SOS] + ids` sequences for probe forward passes, bounded in attention memory."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-
-import torch
 
 # Rows x length^2 cap per forward pass (attention maps / masks grow with the square of the length).
 ATTENTION_CELLS = 256 * 64 * 64
@@ -13,15 +11,6 @@ ATTENTION_CELLS = 256 * 64 * 64
 def rows_per_pass(batch_size: int, length: int) -> int:
     """At most `batch_size` rows, fewer for long sequences so one pass's attention stays bounded."""
     return max(1, min(batch_size, ATTENTION_CELLS // (length * length)))
-
-
-def pad_right(sequences: Sequence[Sequence[int]], pad: int, device: torch.device) -> torch.Tensor:
-    """[len(sequences), max length] int64 tensor, right-padded with `pad`."""
-    width = max(len(seq) for seq in sequences)
-    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return ids.to(device)
 
 
 def length_sorted_batches(sequences: Sequence[Sequence[int]], batch_size: int) -> Iterator[list[int]]:

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from grokking.probes.batching import length_sorted_batches, pad_right
+from grokking.evaluate import pad_batch
+from grokking.probes.batching import length_sorted_batches
 
 
 def entropy_sums(maps: Sequence[Tensor], lengths: Tensor) -> Tensor:
@@ -49,8 +50,7 @@ def attention_entropy(model, sequences: Sequence[Sequence[int]], pad: int, batch
     sums, n_queries = None, 0
     for batch in length_sorted_batches(sequences, batch_size):
         rows = [sequences[i] for i in batch]
-        ids = pad_right(rows, pad, device)
-        lengths = torch.tensor([len(row) for row in rows], device=device)
+        ids, lengths = pad_batch(rows, pad, device)
         _, maps = model(ids, return_attn=True)
         batch_sums = entropy_sums(maps, lengths)
         sums = batch_sums if sums is None else sums + batch_sums

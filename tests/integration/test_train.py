@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -208,10 +209,15 @@ def test_unwritable_run_directory(tmp_path, grok, data_dir, one_line_error):
 
 def test_runs_from_a_non_editable_install_in_another_directory(tmp_path, data_dir):
     """The console script finds its configs when the package is installed as a wheel, not from the checkout."""
+    source = tmp_path / "source"  # a copy, so the build leaves nothing (build/, egg-info) in the checkout
     repo = Path(__file__).resolve().parents[2]
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "cli", "conf", "grokking"):
+        copy = shutil.copytree if (repo / name).is_dir() else shutil.copy
+        copy(repo / name, source / name)
     target = tmp_path / "site"
     subprocess.run([os.sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(repo)], check=True, capture_output=True, timeout=300)
+                    "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
     env = {**os.environ, "PYTHONPATH": str(target)}
     work = tmp_path / "elsewhere"
     work.mkdir()
