@@ -90,3 +90,22 @@ def test_help_lists_the_options():
     result = grok("report", "--help")
     assert result.returncode == 0
     assert "--out" in result.stdout and "--threshold" in result.stdout and "grok report runs/" in result.stdout
+
+
+def test_report_on_a_real_smoke_sweep(tmp_path: Path, data_dir: Path):
+    """Train the 2 x 2 smoke sweep through the CLI, then report it: every figure is a real image, every run is in."""
+    train = subprocess.run([*GROK, "train", "-m", "+sweep=smoke", "paths.runs=runs", f"data.dir={data_dir}"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert train.returncode == 0, train.stdout + train.stderr
+    result = subprocess.run([*GROK, "report", "runs"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "runs" / "report"
+    for name in ("curves_qf.png", "success.png", "probes_qf.png"):
+        image = matplotlib.image.imread(out / name)
+        assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0, name
+    rows = (out / "metrics_tidy.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert {"task", "depth", "seed", "step", "val/acc", "gen/acc", "probe/tscore"} <= set(header)
+    assert len(rows) == 1 + 4 * 2  # 4 runs x evaluations at steps 30 and 60
+    report = (out / "report.md").read_text()
+    assert "curves_qf.png" in report and "success.png" in report
