@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,17 @@ def one_line_error():
 def data_dir(tmp_path_factory) -> Path:
     """One dataset cache for the whole session, so each CLI run does not regenerate the smoke data."""
     return tmp_path_factory.mktemp("data")
+
+
+def wait_for_step(log_file: Path, step: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Block until a background run's JSON-lines log reaches `step` (fails if the run exits first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            stderr = process.stderr.read() if process.stderr else ""
+            raise AssertionError(f"training exited early with {process.returncode}: {stderr}")
+        lines = log_file.read_text().splitlines() if log_file.exists() else []
+        if lines and json.loads(lines[-1]).get("step", 0) >= step:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{log_file} did not reach step {step} in {timeout}s")

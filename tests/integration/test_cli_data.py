@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import check_one_line_error, run_grok
 
 SMALL = ["task.n_train=200", "task.n_val=20", "task.n_gen=20"]
 
 
 def grok(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [shutil.which("grok") or "", "data", *args]
-    if not command[0]:
-        command = [sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())", "data", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, text: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("grok: error: ") and text in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+    return run_grok("data", *args, cwd=cwd, timeout=120)
 
 
 def test_generates_caches_and_exports_from_any_directory(tmp_path):
@@ -37,13 +26,13 @@ def test_generates_caches_and_exports_from_any_directory(tmp_path):
 
 
 def test_unknown_task(tmp_path):
-    assert_one_line_error(grok(tmp_path, "task=xyz"), "xyz")
+    check_one_line_error(grok(tmp_path, "task=xyz"), "xyz")
     assert not (tmp_path / "data").exists()
 
 
 def test_unwritable_data_directory(tmp_path):
     (tmp_path / "blocker").write_text("a file, not a directory")
-    assert_one_line_error(grok(tmp_path, "task=qf", *SMALL, "data.dir=blocker/data"), "cannot write data directory")
+    check_one_line_error(grok(tmp_path, "task=qf", *SMALL, "data.dir=blocker/data"), "cannot write data directory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
 
 
@@ -70,5 +59,5 @@ def test_malformed_imported_file(tmp_path, task, files, bad):
     source.mkdir()
     for name, text in files.items():
         (source / name).write_text(text)
-    assert_one_line_error(grok(tmp_path, f"task={task}", "data.source=src"), bad)
+    check_one_line_error(grok(tmp_path, f"task={task}", "data.source=src"), bad)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

@@ -1,22 +1,20 @@
 """`grok report` end to end, as a subprocess, on synthetic run directories."""
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image
 import pytest
+from conftest import GROK
 
 from grokking.report.figures import PROBE_COLUMNS, PROBE_PANELS, figure_size_px
 
 REPO = Path(__file__).resolve().parents[2]
-GROK = [shutil.which("grok")] if shutil.which("grok") else [sys.executable, "-m", "cli.main"]
 
 
 def grok(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*GROK, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run([GROK, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
 def write_run(root: Path, task: str, depth: int, seed: int, n_evals: int, status: str = "done") -> None:
@@ -94,10 +92,10 @@ def test_help_lists_the_options():
 
 def test_report_on_a_real_smoke_sweep(tmp_path: Path, data_dir: Path):
     """Train the 2 x 2 smoke sweep through the CLI, then report it: every figure is a real image, every run is in."""
-    train = subprocess.run([*GROK, "train", "-m", "+sweep=smoke", "paths.runs=runs", f"data.dir={data_dir}"],
+    train = subprocess.run([GROK, "train", "-m", "+sweep=smoke", "paths.runs=runs", f"data.dir={data_dir}"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert train.returncode == 0, train.stdout + train.stderr
-    result = subprocess.run([*GROK, "report", "runs"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([GROK, "report", "runs"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "runs" / "report"
     for name in ("curves_qf.png", "success.png", "probes_qf.png"):

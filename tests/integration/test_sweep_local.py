@@ -8,11 +8,10 @@ import os
 import shlex
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from conftest import GROK
+from conftest import GROK, wait_for_step
 
 from cli.sweep import sweep_jobs
 from grokking.loggers import stable_run_id
@@ -32,17 +31,6 @@ def status_of(path: Path) -> dict:
 
 def records(path: Path, drop: tuple[str, ...] = ("elapsed_s",)) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in path.read_text().splitlines()]
-
-
-def wait_for_step(log_file: Path, step: int, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"training exited early with {process.returncode}"
-        lines = log_file.read_text().splitlines() if log_file.exists() else []
-        if lines and json.loads(lines[-1])["step"] >= step:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{log_file} did not reach step {step} in {timeout}s")
 
 
 @pytest.mark.parametrize(("preset", "depths", "n_jobs"), [("paper_qf", {2, 4, 6, 8, 10}, 50),

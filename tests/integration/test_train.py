@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import GROK
+from conftest import GROK, wait_for_step
 
 TIME_KEYS = ("elapsed_s",)
 
@@ -85,18 +85,6 @@ def test_resuming_with_a_different_training_config_is_refused_unless_forced(tmp_
 
 def start_in_background(tmp_path: Path, args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([GROK, *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_step(log_file: Path, step: int, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log_file.exists():
-            lines = log_file.read_text().splitlines()
-            if lines and json.loads(lines[-1]).get("step", 0) >= step:
-                return
-        assert process.poll() is None, process.stderr.read()
-        time.sleep(0.05)
-    raise AssertionError(f"no step {step} within {timeout}s")
 
 
 RESUME = ["task.steps=150", "train.save_every=10", "train.log_every=5", "deterministic=true"]
