@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-RUN = Path("runs/qf/depth=2/seed=42")
+RUN = Path("runs/qf-smoke/depth=2/seed=42")
 
 
 def grok(cwd: Path, *args: str) -> subprocess.CompletedProcess:

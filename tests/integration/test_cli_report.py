@@ -98,7 +98,7 @@ def test_report_on_a_real_smoke_sweep(tmp_path: Path, data_dir: Path):
     result = subprocess.run([GROK, "report", "runs"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "runs" / "report"
-    for name in ("curves_qf.png", "success.png", "probes_qf.png"):
+    for name in ("curves_qf-smoke.png", "success.png", "probes_qf-smoke.png"):
         image = matplotlib.image.imread(out / name)
         assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0, name
     rows = (out / "metrics_tidy.csv").read_text().splitlines()
@@ -106,4 +106,4 @@ def test_report_on_a_real_smoke_sweep(tmp_path: Path, data_dir: Path):
     assert {"task", "depth", "seed", "step", "val/acc", "gen/acc", "probe/tscore"} <= set(header)
     assert len(rows) == 1 + 4 * 2  # 4 runs x evaluations at steps 30 and 60
     report = (out / "report.md").read_text()
-    assert "curves_qf.png" in report and "success.png" in report
+    assert "curves_qf-smoke.png" in report and "success.png" in report

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-RUN = "runs/qf/depth=2/seed=42"
+RUN = "runs/qf-smoke/depth=2/seed=42"
 TRAIN = ["train", "experiment=smoke", "diagnostics=on", "task.steps=20", "task.eval_every=10",
          "diagnostics.n_per_split=15", "diagnostics.log_start=2", "probes.enabled=false"]
 

@@ -62,7 +62,7 @@ def overrides(data_dir: Path, runs: Path) -> list[str]:
 
 
 def run_path(runs: Path, depth: int, seed: int) -> Path:
-    return runs / "qf" / f"depth={depth}" / f"seed={seed}"
+    return runs / "qf-smoke" / f"depth={depth}" / f"seed={seed}"
 
 
 def records(path: Path) -> list[dict]:

@@ -22,7 +22,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: extra threads only 
 
 
 def run_path(root: Path, depth: int, seed: int) -> Path:
-    return root / "qf" / f"depth={depth}" / f"seed={seed}"
+    return root / "qf-smoke" / f"depth={depth}" / f"seed={seed}"
 
 
 def status_of(path: Path) -> dict:
@@ -75,13 +75,13 @@ def test_relaunched_sweep_skips_done_runs_resumes_unfinished_ones_and_survives_a
     first = grok("train", "-m", "+sweep=smoke", *common)
     output = first.stdout + first.stderr
     assert first.returncode == 1, output
-    assert "runs/qf/depth=3/seed=1 holds a run with a different training config (model.d_model" in output
+    assert "runs/qf-smoke/depth=3/seed=1 holds a run with a different training config (model.d_model" in output
     assert "Traceback" not in output and "grok: sweep: 4 runs: 3 done, 1 unfinished" in first.stdout
     for depth, seed in ((2, 0), (2, 1), (3, 0)):
         path = run_path(runs, depth, seed)
         assert status_of(path)["status"] == "done" and status_of(path)["step"] == 60
         assert [r["step"] for r in records(path / "metrics.jsonl")] == [30, 60]
-    assert "resuming runs/qf/depth=2/seed=1 from latest.pt at step 30" in (run_path(runs, 2, 1) / "train.log").read_text()
+    assert "resuming runs/qf-smoke/depth=2/seed=1 from latest.pt at step 30" in (run_path(runs, 2, 1) / "train.log").read_text()
     assert (run_path(runs, 3, 1) / "metrics.jsonl").read_bytes() == foreign
 
     finished = [run_path(runs, d, s) for d, s in ((2, 0), (2, 1), (3, 0))]
@@ -94,8 +94,8 @@ def test_relaunched_sweep_skips_done_runs_resumes_unfinished_ones_and_survives_a
     status = grok("status", "runs", "--sweep", "smoke")
     assert status.returncode == 0, status.stderr
     states = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[1:5]}
-    assert states == {"qf/depth=2/seed=0": "done", "qf/depth=2/seed=1": "done", "qf/depth=3/seed=0": "done",
-                      "qf/depth=3/seed=1": "unfinished"}
+    assert states == {"qf-smoke/depth=2/seed=0": "done", "qf-smoke/depth=2/seed=1": "done", "qf-smoke/depth=3/seed=0": "done",
+                      "qf-smoke/depth=3/seed=1": "unfinished"}
 
 
 def test_local_launcher_runs_each_job_in_its_own_process(tmp_path: Path, data_dir):

@@ -29,7 +29,7 @@ def smoke(data_dir: Path, *extra: str) -> list[str]:
 
 
 def run_dir(root: Path, task: str = "qf", depth: int = 2, seed: int = 42) -> Path:
-    return root / "runs" / task / f"depth={depth}" / f"seed={seed}"
+    return root / "runs" / f"{task}-smoke" / f"depth={depth}" / f"seed={seed}"
 
 
 @pytest.mark.parametrize("task", ["qf", "ti", "dyck"])
