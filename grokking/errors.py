@@ -19,6 +19,12 @@ class RunDirError(GrokError):
     """A run directory that is busy, unwritable, or holds a run with a different config."""
 
 
+class WriteError(GrokError):
+    """A file grok had to write could not be written (disk full, read-only, not a directory)."""
+
+    exit_code = 1
+
+
 class TrainingFailed(GrokError):
     """Training stopped on a fault (NaN/inf loss); the run's status.json holds the reason."""
 

@@ -6,7 +6,7 @@
   the best step so far when it fires, or overall if it never does); early_stop_loss_argmin: the plain argmin;
 - t_id: the first step with `val/acc` ≥ ID_THRESHOLD;
 - grok_step: the first evaluation from which `gen/acc` ≥ 0.8 holds at every later one
-  (grokking.report.summary.grokking_step, as in `grok report`);
+  (grokking.runfiles.grokking_step, as in `grok report`);
 - grok_step_rel: the first step with `gen/acc` ≥ 90% of its best at REL_HOLD consecutive evaluations (§7);
 - gen_acc_midpoint: the midpoint 10^m of a logistic fitted to `gen/acc` against log10 step;
 - t_bif: per tensor and the earliest per tensor group (grokking.diagnostics.bifurcation).
@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from grokking.diagnostics.curves import fit_sigmoids
-from grokking.report.collect import read_metrics
-from grokking.report.summary import curve, first_argmax, grokking_step
+from grokking.runfiles import curve, first_argmax, grokking_step, read_metrics, warn_skipped
 
 GROK_THRESHOLD = 0.8
 ID_THRESHOLD = 0.99
@@ -77,7 +76,9 @@ def metric_events(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def read_records(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "metrics.jsonl"
-    return read_metrics(path)[0] if path.exists() else []
+    records, problems = read_metrics(path)
+    warn_skipped(path, problems)
+    return records
 
 
 def accuracy_curves(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -20,6 +20,7 @@ import yaml
 
 from grokking.config import TASK_NAMES
 from grokking.errors import GrokError
+from grokking.runfiles import as_int, number, read_metrics
 
 METRICS_FILE = "metrics.jsonl"
 LEADING_COLUMNS = ("task", "depth", "seed", "step", "tag", "status", "run")
@@ -131,11 +132,11 @@ def _identify_from_config(run: Run) -> None:
         run.task = task["name"]
     if isinstance(cfg.get("tag"), str):
         run.tag = cfg["tag"]
-    run.depth = _as_int(cfg.get("depth"))
-    run.seed = _as_int(cfg.get("seed"))
-    run.planned_steps = _as_int(train.get("steps"))
+    run.depth = as_int(cfg.get("depth"))
+    run.seed = as_int(cfg.get("seed"))
+    run.planned_steps = as_int(train.get("steps"))
     if run.planned_steps is None:
-        run.planned_steps = _as_int(task.get("steps"))
+        run.planned_steps = as_int(task.get("steps"))
 
 
 def _identify_from_path(run: Run) -> None:
@@ -172,57 +173,8 @@ def _read_status(run: Run) -> None:
     run.status = str(status.get("status") or "unknown")
     run.reason = status.get("reason")
     run.updated = status.get("updated")
-    if run.status == "done" and run.planned_steps and (_as_int(status.get("step")) or 0) < run.planned_steps:
+    if run.status == "done" and run.planned_steps and (as_int(status.get("step")) or 0) < run.planned_steps:
         run.problems.append(f"status done at step {status.get('step')} before the planned {run.planned_steps}")
-
-
-def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Records merged per step (a later line wins key by key) and sorted by step, plus what went wrong."""
-    problems: list[str] = []
-    by_step: dict[int, dict[str, Any]] = {}
-    relogged: set[int] = set()
-    lines = path.read_text(errors="replace").splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            where = "trailing partial line (crash mid-write?)" if number == len(lines) else f"line {number} is not JSON"
-            problems.append(f"{METRICS_FILE}: {where}, ignored")
-            continue
-        step = _as_int(record.get("step")) if isinstance(record, dict) else None
-        if step is None:
-            problems.append(f"{METRICS_FILE}: line {number} has no integer step, ignored")
-            continue
-        merged = by_step.setdefault(step, {})
-        if set(merged) & (set(record) - {"step"}):
-            relogged.add(step)
-        merged.update(record)
-        merged["step"] = step
-    if relogged:
-        problems.append(f"{len(relogged)} step(s) logged twice (resumed run?), later values kept: "
-                        f"{', '.join(str(s) for s in sorted(relogged)[:5])}{' ...' if len(relogged) > 5 else ''}")
-    return [by_step[s] for s in sorted(by_step)], problems
-
-
-def number(value: Any) -> float:
-    """A metric value as float; null (NaN on the writer's side), text and lists become NaN."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return math.nan
-    return float(value)
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
 
 
 def metric_keys(runs: list[Run]) -> list[str]:

@@ -28,7 +28,7 @@ from grokking.diagnostics.probesets import ROLES, SPLITS, read_positions
 from grokking.diagnostics.store import Store
 from grokking.report.collect import Run
 from grokking.report.document import Block, Heading, Image, Paragraph, Table
-from grokking.report.summary import curve, first_argmax, grokking_step
+from grokking.runfiles import curve, first_argmax, grokking_step
 
 DPI = 100
 MAX_ROWS = 300  # heat-map rows per split (critical and structure-sensitive positions first)

@@ -15,12 +15,12 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from grokking.config import TASK_NAMES
-from grokking.report.collect import Run, number
+from grokking.report.collect import Run
+from grokking.runfiles import Curve, curve, first_argmax, grokking_step
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,6 @@ class AccuracyPair:
 ACCURACY = AccuracyPair("", "val/acc", "gen/acc")
 DYCK_MIN_DEP = AccuracyPair(" (deps ≥10 tokens)", "val/acc_mindep", "gen/acc_mindep")
 ACCURACY_PAIRS = (ACCURACY, DYCK_MIN_DEP)
-
-
-@dataclass(frozen=True)
-class Curve:
-    steps: np.ndarray  # int, increasing
-    values: np.ndarray  # float, finite
-
-    def __len__(self) -> int:
-        return len(self.steps)
 
 
 @dataclass(frozen=True)
@@ -97,31 +88,12 @@ class MeanCurve:
     n: np.ndarray  # runs contributing at each step
 
 
-def curve(records: list[dict[str, Any]], key: str) -> Curve:
-    """The finite values of `key` over steps (records are sorted by step)."""
-    pairs = [(r["step"], number(r.get(key))) for r in records]
-    pairs = [(s, v) for s, v in pairs if math.isfinite(v)]
-    return Curve(np.array([s for s, _ in pairs], dtype=np.int64), np.array([v for _, v in pairs], dtype=float))
-
-
-def first_argmax(values: np.ndarray) -> int | None:
-    return int(np.argmax(values)) if len(values) else None
-
-
 def gap(steps: np.ndarray, val: np.ndarray, gen: np.ndarray) -> Gap | None:
     """Early stopping and end on aligned finite arrays (ties: the first best step)."""
     i = first_argmax(val)
     if i is None:
         return None
     return Gap(int(steps[i]), float(val[i]), float(gen[i]), int(steps[-1]), float(val[-1]), float(gen[-1]))
-
-
-def grokking_step(steps: np.ndarray, gen: np.ndarray, threshold: float) -> int | None:
-    """First step from which gen >= threshold at every later evaluation, or None."""
-    below = np.flatnonzero(gen < threshold)
-    if len(gen) == 0 or (len(below) and below[-1] == len(gen) - 1):
-        return None
-    return int(steps[below[-1] + 1]) if len(below) else int(steps[0])
 
 
 def summarise_run(run: Run, pair: AccuracyPair, threshold: float) -> RunSummary:

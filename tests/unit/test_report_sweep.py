@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from grokking.report.build import TIDY_CSV, build_report
-from grokking.report.collect import ReportError, collect_runs, read_metrics, write_tidy_csv
+from grokking.report.collect import ReportError, collect_runs, write_tidy_csv
+from grokking.runfiles import read_metrics
 
 
 def evals(gens, start=3000, every=3000, **extra):
