@@ -39,6 +39,12 @@ def test_experiment_presets_never_share_a_run_directory(task):
         seen[cfg.run_dir] = (experiment, config_hash(cfg))
 
 
+def test_the_paper_texts_model_has_its_own_directory():
+    cfg = compose_config(["model=paper_literal", "task=ti", "depth=4"])
+    assert cfg.model.n_heads == 4 and cfg.model.tied_output and cfg.optim.grad_clip == 10.0
+    assert cfg.run_dir == "runs/ti-paper_literal/depth=4/seed=42"
+
+
 @pytest.mark.parametrize("sweep", SWEEPS)
 def test_sweep_presets_land_in_their_presets_directories(sweep):
     jobs = expand_sweep([f"+sweep={sweep}"])
