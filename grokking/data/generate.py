@@ -11,7 +11,7 @@ from grokking.data import dyck, qf, splits, ti
 from grokking.data.examples import Example
 from grokking.data.grammar import SentenceSampler
 
-GENERATOR_VERSION = 1  # bump whenever generated data would change; it is part of the cache key
+GENERATOR_VERSION = 2  # bump whenever generated data would change; it is part of the cache key
 
 
 def generation_config(task) -> dict[str, Any]:
@@ -30,6 +30,6 @@ def generate(config: dict[str, Any], seed: int) -> tuple[list[Example], list[Exa
     if name == "dyck":
         return dyck.generate(rng, *sizes, config["dyck_k"], config["dyck_m"], config["dyck_min_len"])
     language = {"qf": qf, "ti": ti}[name]
-    sampler = SentenceSampler(name)
-    return splits.build(language.candidates(sampler, rng, generalisation=False),
-                        language.candidates(sampler, rng, generalisation=True), *sizes)
+    gen_grammar = {"qf": "qf_gen"}.get(name, name)  # QF's gen set has McCoy's own weights (question_gen.cfg)
+    return splits.build(language.candidates(SentenceSampler(name), rng, generalisation=False),
+                        language.candidates(SentenceSampler(gen_grammar), rng, generalisation=True), *sizes)

@@ -15,13 +15,14 @@ from importlib import resources
 import nltk
 import numpy as np
 
-GRAMMAR_FILES = {"qf": "question.cfg", "ti": "tense.cfg"}
+# grammar name -> file: one per task for the in-domain splits (and TI's gen set); QF's gen set has its own weights
+GRAMMAR_FILES = {"qf": "question.cfg", "qf_gen": "question_gen.cfg", "ti": "tense.cfg"}
 
 
 @functools.cache
-def load_grammar(task: str) -> nltk.PCFG:
-    """The task's PCFG as an nltk object (present tense for TI)."""
-    text = resources.files("grokking").joinpath("grammars", GRAMMAR_FILES[task]).read_text()
+def load_grammar(name: str) -> nltk.PCFG:
+    """A PCFG of GRAMMAR_FILES as an nltk object (present tense for TI)."""
+    text = resources.files("grokking").joinpath("grammars", GRAMMAR_FILES[name]).read_text()
     return nltk.PCFG.fromstring(text)
 
 
@@ -32,10 +33,10 @@ class Template:
 
 
 @functools.cache
-def lexicon(task: str) -> dict[str, tuple[str, ...]]:
+def lexicon(name: str) -> dict[str, tuple[str, ...]]:
     """Lexical category -> its words, for the categories whose rules all rewrite to one terminal."""
     by_lhs: dict[str, list[str]] = {}
-    grammar = load_grammar(task)
+    grammar = load_grammar(name)
     for lhs in {p.lhs() for p in grammar.productions()}:
         rules = grammar.productions(lhs=lhs)
         if all(len(p.rhs()) == 1 and isinstance(p.rhs()[0], str) for p in rules):
@@ -44,9 +45,9 @@ def lexicon(task: str) -> dict[str, tuple[str, ...]]:
 
 
 @functools.cache
-def templates(task: str) -> tuple[Template, ...]:
+def templates(name: str) -> tuple[Template, ...]:
     """Every template the grammar derives from its start symbol, with its probability."""
-    grammar, lexical = load_grammar(task), lexicon(task)
+    grammar, lexical = load_grammar(name), lexicon(name)
 
     def expand(symbol) -> list[tuple[tuple[str, ...], float]]:
         if isinstance(symbol, str):
@@ -65,11 +66,11 @@ def templates(task: str) -> tuple[Template, ...]:
 
 
 class SentenceSampler:
-    """Draws sentences of one task from its PCFG with a numpy Generator (deterministic per generator)."""
+    """Draws sentences from one PCFG of GRAMMAR_FILES with a numpy Generator (deterministic per generator)."""
 
-    def __init__(self, task: str):
-        lexical = lexicon(task)
-        self.templates = templates(task)
+    def __init__(self, grammar: str):
+        lexical = lexicon(grammar)
+        self.templates = templates(grammar)
         self.probs = np.array([t.prob for t in self.templates])
         self.probs /= self.probs.sum()
         words = sorted({w for ws in lexical.values() for w in ws} | {s for t in self.templates for s in t.slots

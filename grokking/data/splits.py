@@ -1,9 +1,10 @@
 """Filling the QF/TI splits from candidate streams, with the cross-split de-duplication rules.
 
-Train takes the first `n_train` in-domain candidates as drawn (repeats allowed: the original sampler draws
-i.i.d.). Val takes in-domain candidates whose input (sentence, "." and marker) is in neither train nor val; gen
-takes generalisation candidates whose input is in no other split and not yet in gen. Excluding train inputs thins
-the shortest sentences out of val, as in McCoy's dev set (5 of 1,000 QF lines are four-word sentences; here ~2%).
+Every split is filled by sequential rejection of repeated inputs (sentence, "." and marker), as McCoy's files were:
+none of his splits repeats an input, and the share of short sentences falls along his train file as their few
+distinct inputs are used up. Train takes in-domain candidates whose input it does not hold yet; val those whose
+input is in neither train nor val; gen generalisation candidates whose input is in no split yet. Excluding train
+inputs thins the shortest sentences out of val, as in McCoy's dev set (5 of 1,000 QF lines are four-word sentences).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ Draw = Callable[[int], list[Example]]  # draw(n raw sentences) -> the candidates
 MAX_STALLED_ROUNDS = 20
 
 
-def take(draw: Draw, n: int, exclude: set[tuple[str, ...]] | None, what: str) -> list[Example]:
-    """`n` candidates from `draw`; with `exclude`, only unseen inputs, which are then added to `exclude`."""
+def take(draw: Draw, n: int, exclude: set[tuple[str, ...]], what: str) -> list[Example]:
+    """`n` candidates from `draw` whose inputs are not in `exclude`; each taken input is added to `exclude`."""
     out: list[Example] = []
     accepted, drawn, stalled = 1, 2, 0
     while len(out) < n:
@@ -27,11 +28,9 @@ def take(draw: Draw, n: int, exclude: set[tuple[str, ...]] | None, what: str) ->
         drawn, accepted = drawn + want, accepted + len(batch)
         before = len(out)
         for example in batch:
-            if exclude is not None:
-                key = example.input
-                if key in exclude:
-                    continue
-                exclude.add(key)
+            if example.input in exclude:
+                continue
+            exclude.add(example.input)
             out.append(example)
             if len(out) == n:
                 break
@@ -44,8 +43,8 @@ def take(draw: Draw, n: int, exclude: set[tuple[str, ...]] | None, what: str) ->
 
 def build(in_domain: Draw, generalisation: Draw, n_train: int, n_val: int,
           n_gen: int) -> tuple[list[Example], list[Example], list[Example]]:
-    train = take(in_domain, n_train, None, "training")
-    seen = {example.input for example in train}
+    seen: set[tuple[str, ...]] = set()
+    train = take(in_domain, n_train, seen, "training")
     val = take(in_domain, n_val, seen, "validation")
     gen = take(generalisation, n_gen, seen, "generalisation")
     return train, val, gen

@@ -1,4 +1,4 @@
-"""Generated splits: every split rule of PAPER.md §1 line by line, determinism, and the reference statistics."""
+"""Generated splits: every split rule line by line, determinism, and McCoy's in-domain statistics (docs/data.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from grokking.data import Example, present, question, read_original
 from grokking.data.generate import generate, generation_config
 from grokking.data.lexicon import AUXILIARIES, pos_tags
+from grokking.data.qf import is_negated_auxiliary, is_plural_auxiliary, structure
 from grokking.data.trees import parse
 
 
@@ -42,6 +43,7 @@ def sentence(example: Example) -> list[str]:
 
 def assert_disjoint_inputs(train, val, gen):
     train_inputs = {e.input for e in train}
+    assert len(train_inputs) == len(train)
     for split in (val, gen):
         inputs = [e.input for e in split]
         assert len(set(inputs)) == len(inputs)
@@ -65,6 +67,8 @@ def test_qf_splits(qf_splits):
         assert example.input[-1] == "quest" and pos_tags("qf", words)[2] == "R"
         auxiliaries = [w for w in words if w in AUXILIARIES]
         assert len(auxiliaries) == 2 and auxiliaries[0] != auxiliaries[1]
+        assert is_plural_auxiliary(auxiliaries[0]) == is_plural_auxiliary(auxiliaries[1])
+        assert is_negated_auxiliary(auxiliaries[0]) != is_negated_auxiliary(auxiliaries[1])
         assert question(words, "linear")[0] != question(words, "hierarchical")[0]
         assert list(example.output) == [*question(words, "hierarchical"), "?"]
     assert_disjoint_inputs(train, val, gen)
@@ -132,6 +136,7 @@ def tolerance(p: float, n: int, m: int) -> float:
 
 
 def profile(task: str, examples: list[Example]) -> Counter:
+    """Marker, subject kind and input length of every line; for QF every constituent choice too."""
     counts: Counter = Counter()
     for example in examples:
         tags = pos_tags(task, sentence(example))
@@ -139,6 +144,8 @@ def profile(task: str, examples: list[Example]) -> Counter:
         counts["subject RC"] += tags[2] == "R"
         counts["subject PP"] += tags[2] == "P"
         counts[f"length {example.n_input}"] += 1
+        if task == "qf":
+            counts.update(f"{slot} {choice}" for slot, choice in structure(sentence(example)).items())
     return counts
 
 
