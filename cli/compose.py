@@ -17,7 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 import conf
-from cli.errors import one_line
+from cli.errors import fail, one_line
 from grokking.config import GrokConfig, validate
 from grokking.errors import ConfigError
 
@@ -40,8 +40,9 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
             flags.append(arg)
             if arg in HYDRA_FLAGS_WITH_VALUE and "=" not in arg:
                 value = next(args, None)
-                if value is not None:
-                    flags.append(value)
+                if value is None:
+                    fail(f"{arg} needs a value (e.g. {arg} job)")
+                flags.append(value)
         else:
             overrides.append(arg)
     return flags, overrides
@@ -82,7 +83,10 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
     except Exception as exc:
         raise ConfigError(one_line(exc)) from exc
     batches = BasicSweeper.split_arguments(combined, max_batch_size=None)
-    return [list(job) for job in itertools.chain.from_iterable(batches)]
+    jobs = [list(job) for job in itertools.chain.from_iterable(batches)]
+    if not jobs:
+        raise ConfigError(f"the sweep has no jobs (an empty range or list in: {' '.join(overrides)})")
+    return jobs
 
 
 def validate_jobs(jobs: list[list[str]]) -> list[DictConfig]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,13 @@ from grokking.errors import GrokError
 def fail(message: str, code: int = 2) -> None:
     print(f"grok: error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes end like every other grok error: one `grok: error: ...` line, exit 2."""
+
+    def error(self, message: str) -> None:
+        fail(f"{message} ({self.prog} --help for usage)")
 
 
 def one_line(exc: BaseException) -> str:
@@ -33,10 +41,13 @@ def one_line(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def reported_errors() -> Iterator[None]:
-    """Report GrokError (and KeyboardInterrupt) on one line; anything else is a bug and keeps its traceback."""
+    """Report GrokError, an OSError (a file that cannot be read or written: disk full, read-only, not a
+    directory) and KeyboardInterrupt on one line; anything else is a bug and keeps its traceback."""
     try:
         yield
     except GrokError as exc:
         fail(str(exc), exc.exit_code)
+    except OSError as exc:
+        fail(f"{exc.filename or 'I/O'}: {exc.strerror or exc}", 1)
     except KeyboardInterrupt:
         fail("interrupted", 130)

@@ -7,14 +7,13 @@ snapshots, written to <run_dir>/probes.jsonl. Steps already there are skipped; -
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from cli.errors import reported_errors
+from cli.errors import OneLineParser, reported_errors
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="grok probe", description="Compute model-internal probes for a run's saved "
+    parser = OneLineParser(prog="grok probe", description="Compute model-internal probes for a run's saved "
                                      "snapshots into <run_dir>/probes.jsonl, skipping steps already there.")
     parser.add_argument("run_dir", type=Path, help="a run directory (holds config.yaml and ckpt/)")
     parser.add_argument("--force", action="store_true", help="recompute steps already in probes.jsonl")

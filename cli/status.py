@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli.errors import fail, reported_errors
+from cli.errors import OneLineParser, fail, reported_errors
 from cli.sweep import sweep_jobs, validated_configs
 from grokking.status import find_run_dirs, render, sweep_status
 
@@ -33,7 +33,7 @@ def expected_runs(root: Path, sweep: str | None, overrides: list[str]) -> dict[P
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="grok status", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="grok status", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", help="a runs root, a part of it, or one run directory")
     p.add_argument("overrides", nargs="*", help="Hydra overrides that define the expected grid (as for grok train -m)")
     p.add_argument("--sweep", help="a preset in conf/sweep/ (paper_qf, paper_ti, paper_dyck, smoke): list its runs")
@@ -41,13 +41,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str]) -> int:
+    if not argv:  # argparse would also call the optional overrides required
+        parser().error("the following arguments are required: dir")
     args = parser().parse_intermixed_args(argv)
     root = Path(args.dir)
     if not root.is_dir():
         fail(f"no such directory: {root}")
     with reported_errors():
         expected = expected_runs(root, args.sweep, args.overrides) if args.sweep or args.overrides else None
-    statuses = sweep_status(root, expected)
+        statuses = sweep_status(root, expected)
     print(render(statuses, root))
     if expected is not None:
         others = [p for p in find_run_dirs(root) if p not in expected]

@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from cli.compose import CONFIG_DIR, compose_config, expand_sweep, validate_jobs
-from cli.errors import reported_errors
+from cli.errors import OneLineParser, fail, reported_errors
 from grokking.errors import ConfigError
 
 # Overrides that only steer the multirun itself; a single `grok train` line does not need them.
@@ -90,7 +90,7 @@ def split_sweep_name(items: list[str]) -> tuple[str | None, list[str]]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="grok sweep emit", description=__doc__,
+    p = OneLineParser(prog="grok sweep emit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("items", nargs="*", metavar="[SWEEP] OVERRIDE",
                    help="a preset in conf/sweep/ (paper_qf, paper_ti, paper_dyck, smoke), then Hydra overrides")
@@ -99,12 +99,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str]) -> int:
-    if not argv or argv[0] != "emit":
-        if argv and argv[0] in ("-h", "--help"):
-            parser().print_help()
-            return 0
-        print("usage: grok sweep emit [SWEEP] [OVERRIDE ...] [--out FILE]   (grok sweep emit --help)", file=sys.stderr)
-        return 2
+    if argv and argv[0] in ("-h", "--help"):
+        parser().print_help()
+        return 0
+    if not argv:
+        fail("missing action: grok sweep emit [SWEEP] [OVERRIDE ...] [--out FILE] (grok sweep emit --help)")
+    if argv[0] != "emit":
+        fail(f"unknown action {argv[0]!r}: grok sweep emit [SWEEP] [OVERRIDE ...] [--out FILE] (grok sweep emit --help)")
     args = parser().parse_intermixed_args(argv[1:])
     with reported_errors():
         sweep, overrides = split_sweep_name(args.items)

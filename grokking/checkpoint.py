@@ -2,12 +2,20 @@
 analysis snapshots `snapshots/step_XXXXXXXXX.pt`.
 
 Every write goes to a temporary file, is fsynced and renamed into place, so a SIGKILL or submitit's
-SystemExit mid-save never leaves a truncated checkpoint under a real name. Loads use `weights_only=True`:
-the training state holds only tensors and plain Python values.
+SystemExit mid-save never leaves a truncated checkpoint under a real name; a failed write removes its
+temporary file and names the path on one line. Loads use `weights_only=True`: the training state holds only
+tensors and plain Python values.
+
+Integrity: torch's zip container has no checksum on tensor data, so a flipped bit would load silently. Every
+checkpoint therefore carries `content_sha256`, a SHA-256 of everything else in it (tensor dtypes, shapes and
+bytes, plain values), and every load recomputes it. A file that fails (hash mismatch, truncated, unreadable,
+a directory) is moved aside to `<name>.corrupt-<time>` (never deleted, never rotated into previous.pt), the
+fallback is logged on one line and `grok status` lists it. Rotation demotes latest.pt only once it verifies.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -16,30 +24,90 @@ from typing import Any
 
 import torch
 
+from grokking.runfiles import atomic_write, move_aside
+
 log = logging.getLogger(__name__)
 SNAPSHOT_PATTERN = re.compile(r"step_(\d{9})\.pt$")
+DIGEST_KEY = "content_sha256"
+FULL_KEYS = ("model", "optimizer", "step", "rng")
+SNAPSHOT_KEYS = ("model", "step")
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def content_digest(state: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint's content: dict keys and order, tensor dtypes, shapes and bytes, plain values."""
+    digest = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            tensor = obj.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"T{tensor.dtype}{tuple(obj.shape)}".encode())
+            digest.update(tensor.view(torch.uint8).numpy())
+        elif isinstance(obj, dict):
+            digest.update(f"D{len(obj)}".encode())
+            for key, value in obj.items():
+                feed(key)
+                feed(value)
+        elif isinstance(obj, list | tuple):
+            digest.update(f"L{len(obj)}".encode())
+            for value in obj:
+                feed(value)
+        else:
+            digest.update(f"V{type(obj).__name__}:{obj!r};".encode())
+
+    feed(state)
+    return digest.hexdigest()
+
+
+def save(state: dict[str, Any], path: Path, before_replace=None) -> None:
+    """Atomically write `state` with its content hash (`before_replace` runs just before the rename)."""
+    stamped = {**state, DIGEST_KEY: content_digest(state)}
+    atomic_write(path, lambda handle: torch.save(stamped, handle), before_replace)
+
+
+def verify(path: Path, required: tuple[str, ...]) -> tuple[dict[str, Any] | None, str | None]:
+    """(state, None) for a good checkpoint, (None, None) for a missing one, (None, why) for a bad one."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        return None, None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, IsADirectoryError, ...
+        return None, f"unreadable: {(str(exc).splitlines() or [type(exc).__name__])[0][:100]}"
+    if not isinstance(state, dict):
+        return None, "not a checkpoint"
+    digest = state.pop(DIGEST_KEY, None)
+    if digest is None:
+        return None, "no content hash"
+    if digest != content_digest(state):
+        return None, "content hash mismatch"
+    missing = [key for key in required if key not in state]
+    if missing:
+        return None, f"incomplete (no {', '.join(missing)})"
+    return state, None
+
+
+def load_verified(path: Path, required: tuple[str, ...]) -> tuple[dict[str, Any] | None, str | None]:
+    """Like verify(), but a bad file is moved aside; `why` then says so, for the caller's one log line."""
+    state, why = verify(path, required)
+    if why is not None:
+        why = f"{path.name} ({why}) -> {move_aside(path).name}"
+    return state, why
 
 
 def save_latest(state: dict[str, Any], ckpt_dir: Path) -> None:
-    """Write the full state as latest.pt, keeping the one before as previous.pt (a fallback if latest breaks)."""
+    """Write the full state as latest.pt, keeping the one before as previous.pt (a fallback if latest breaks).
+    The old latest.pt is demoted only if it verifies; a corrupt one is moved aside and previous.pt stays."""
     latest = ckpt_dir / "latest.pt"
-    tmp = ckpt_dir / f".latest.pt.tmp{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    if latest.exists():
-        os.replace(latest, ckpt_dir / "previous.pt")
-    os.replace(tmp, latest)
+
+    def demote() -> None:
+        if not (latest.exists() or latest.is_symlink()):
+            return
+        _, why = load_verified(latest, FULL_KEYS)
+        if why is None:
+            os.replace(latest, ckpt_dir / "previous.pt")
+        else:
+            log.warning("latest.pt is corrupt, so previous.pt is kept; moved aside: %s", why)
+
+    save(state, latest, before_replace=demote)
 
 
 def snapshot_path(ckpt_dir: Path, step: int) -> Path:
@@ -47,7 +115,7 @@ def snapshot_path(ckpt_dir: Path, step: int) -> Path:
 
 
 def save_snapshot(model_state: dict[str, torch.Tensor], step: int, path: Path) -> None:
-    atomic_save({"step": step, "model": model_state}, path)
+    save({"step": step, "model": model_state}, path)
 
 
 def list_snapshots(ckpt_dir: Path) -> list[tuple[int, Path]]:
@@ -60,36 +128,29 @@ def list_snapshots(ckpt_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def try_load(path: Path, required: tuple[str, ...]) -> dict[str, Any] | None:
-    """Load a checkpoint, or return None (with a warning) if it is missing pieces, truncated or corrupt."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        return None
-    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for broken files
-        log.warning("checkpoint %s is unreadable (%s); ignoring it", path, str(exc).splitlines()[0][:120])
-        return None
-    if not isinstance(state, dict) or any(key not in state for key in required):
-        log.warning("checkpoint %s is incomplete; ignoring it", path)
-        return None
-    return state
-
-
 def load_resume_state(ckpt_dir: Path) -> tuple[dict[str, Any] | None, str]:
-    """The newest usable state and where it came from: latest.pt, else previous.pt (full state), else the
-    newest weights-only snapshot (optimizer moments are then re-initialised: not an exact resume)."""
-    full_keys = ("model", "optimizer", "step", "rng")
+    """The newest verified state and where it came from: latest.pt, else previous.pt (full state), else the
+    newest weights-only snapshot (optimizer moments are then re-initialised: not an exact resume). Files that
+    fail verification are moved aside; a fallback is logged on one line."""
+    corrupt = []
     for name in ("latest.pt", "previous.pt"):
-        state = try_load(ckpt_dir / name, full_keys)
+        state, why = load_verified(ckpt_dir / name, FULL_KEYS)
+        if why:
+            corrupt.append(why)
         if state is not None:
-            if name != "latest.pt" and (ckpt_dir / "latest.pt").exists():
-                log.warning("latest.pt is corrupt; resuming from previous.pt (step %d)", state["step"])
+            if corrupt:
+                log.warning("latest.pt is corrupt; resuming from %s (step %d); moved aside: %s", name,
+                            state["step"], "; ".join(corrupt))
             return state, name
     for step, path in reversed(list_snapshots(ckpt_dir)):
-        state = try_load(path, ("model", "step"))
+        state, why = load_verified(path, SNAPSHOT_KEYS)
+        if why:
+            corrupt.append(why)
         if state is not None and step > 0:
-            log.warning("no usable full checkpoint; resuming from weights-only snapshot %s (step %d): optimizer "
+            log.warning("no usable full checkpoint%s; resuming from weights-only snapshot %s (step %d): optimizer "
                         "state is re-initialised, so this segment is not bit-identical to an uninterrupted run",
-                        path.name, step)
+                        f" (moved aside: {'; '.join(corrupt)})" if corrupt else "", path.name, step)
             return state, path.name
+    if corrupt:
+        log.warning("no usable checkpoint; starting from step 0; moved aside: %s", "; ".join(corrupt))
     return None, ""

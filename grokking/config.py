@@ -6,6 +6,7 @@ Value checks that types cannot express (`depth=0`, negative steps) live in `vali
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,15 +139,22 @@ class GrokConfig:
 
 
 def _positive(cfg: Any, key: str) -> None:
-    value = _get(cfg, key)
+    value = _finite(cfg, key)
     if value <= 0:
         raise ConfigError(f"{key} must be positive, got {value}")
 
 
 def _non_negative(cfg: Any, key: str) -> None:
-    value = _get(cfg, key)
+    value = _finite(cfg, key)
     if value < 0:
         raise ConfigError(f"{key} must be >= 0, got {value}")
+
+
+def _finite(cfg: Any, key: str) -> float:
+    value = _get(cfg, key)
+    if not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
+    return value
 
 
 def _get(cfg: Any, key: str) -> Any:
@@ -162,12 +170,20 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"unknown task {cfg.task.name!r}; choose one of {', '.join(TASK_NAMES)}")
     for key in ("depth", "task.n_train", "task.n_val", "task.n_gen", "model.d_model", "model.n_heads",
                 "model.d_ff", "model.max_len", "train.batch_size", "train.eval_every", "train.log_every",
-                "train.probe_every", "train.save_every", "train.eval_batch_size", "optim.lr",
-                "probes.sample_size", "probes.batch_size", "task.dyck_k", "task.dyck_m"):
+                "train.probe_every", "train.save_every", "train.eval_batch_size", "optim.lr", "optim.eps",
+                "optim.decay_horizon", "probes.sample_size", "probes.batch_size", "task.dyck_k", "task.dyck_m",
+                "task.probe_sample_size", "diagnostics.n_per_split", "diagnostics.log_start", "diagnostics.hist_bins",
+                "diagnostics.hist_range_sigma", "diagnostics.linear_every", "diagnostics.batch_size"):
         _positive(cfg, key)
-    for key in ("train.steps", "train.snapshot_every", "optim.warmup_steps", "optim.weight_decay",
-                "optim.grad_clip", "task.eval_gen_sample", "task.dyck_eval_prefixes", "task.dyck_min_len"):
+    for key in ("seed", "data.seed", "train.steps", "train.snapshot_every", "optim.warmup_steps",
+                "optim.weight_decay", "optim.grad_clip", "task.eval_gen_sample", "task.dyck_eval_prefixes",
+                "task.dyck_min_len", "task.dyck_min_dep", "probes.sample_seed", "diagnostics.seed"):
         _non_negative(cfg, key)
+    betas = list(cfg.optim.betas)
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {betas}")
+    if not _finite(cfg, "diagnostics.log_ratio") > 1.0:
+        raise ConfigError(f"diagnostics.log_ratio must be > 1, got {cfg.diagnostics.log_ratio}")
     if cfg.model.d_model % cfg.model.n_heads:
         raise ConfigError(f"model.d_model ({cfg.model.d_model}) must be divisible by model.n_heads ({cfg.model.n_heads})")
     if cfg.optim.decay_horizon <= cfg.optim.warmup_steps:

@@ -25,8 +25,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from grokking.errors import RunDirError
+from grokking.runfiles import append_line, atomic_write_text, read_log, write_error
 
 STATUSES = ("running", "done", "failed", "preempted")
+RUN_FILES = ("ckpt", "metrics.jsonl", "train_log.jsonl", "status.json", "meta.json", "config.yaml", "train.log",
+             "probe_sample.json", "probes.jsonl", "diagnostics")
 # Config keys that may change between segments of one run without changing what is trained.
 NOT_HASHED = ("logger", "paths", "run_dir", "device", "force", "resume", "tag", "export", "probes", "diagnostics")
 NOT_HASHED_TRAIN = ("steps", "eval_every", "log_every", "probe_every", "save_every", "snapshot_every", "eval_batch_size")
@@ -62,26 +65,6 @@ def config_hash(cfg: DictConfig) -> str:
 def changed_training_keys(saved: DictConfig, current: DictConfig) -> list[str]:
     old, new = training_config(saved), training_config(current)
     return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSON-lines file; a torn last line (crash mid-write) is skipped."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            records.append(json.loads(line))
-    return records
 
 
 def json_safe(value: Any) -> Any:
@@ -120,17 +103,29 @@ class RunDir:
         atomic_write_text(self.path / "status.json", json.dumps(record, indent=1) + "\n")
 
     def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
-        with open(path, "a") as handle:
-            handle.write(json.dumps({k: json_safe(v) for k, v in record.items()}) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_line(path, json.dumps({k: json_safe(v) for k, v in record.items()}))
 
     def truncate_after(self, step: int) -> None:
-        """Drop log records past `step` (written after the checkpoint we resume from; they will be redone)."""
+        """Drop log records past `step` (written after the checkpoint we resume from; they will be redone) and
+        malformed lines (skipped with one warning)."""
         for path in (self.metrics_file, self.train_log_file):
             if path.exists():
-                kept = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+                kept = [r for r in read_log(path) if r["step"] <= step]
                 atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def archive(self) -> Path | None:
+        """Move the files of the run in this directory to archive/<time>/ (never delete what a run wrote)."""
+        present = [n for n in RUN_FILES if (self.path / n).exists()]
+        if not present:
+            return None
+        target = self.path / "archive" / now().replace(":", "-")
+        try:
+            target.mkdir(parents=True)
+            for name in present:
+                os.replace(self.path / name, target / name)
+        except OSError as exc:
+            raise write_error(target, exc) from None
+        return target
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def create(self) -> None:

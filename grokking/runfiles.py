@@ -9,6 +9,7 @@ one `WriteError` naming the path. The grokking step is defined here once for the
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ import numpy as np
 from grokking.errors import WriteError
 
 log = logging.getLogger(__name__)
+CORRUPT_MARK = ".corrupt-"
 
 
 def as_int(value: Any) -> int | None:
@@ -132,26 +134,53 @@ def write_error(path: Path, exc: OSError) -> WriteError:
     return WriteError(f"cannot write {path}: {exc.strerror or exc}")
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """`write(handle)` into a temporary file next to `path`, fsync, rename over `path`. On any failure (disk full,
-    read-only, a signal) the temporary file is removed and `path` is untouched; an OSError becomes WriteError."""
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None],
+                 before_replace: Callable[[], None] | None = None) -> None:
+    """`write(handle)` into a temporary file next to `path`, fsync, run `before_replace` (checkpoint rotation),
+    rename over `path`. On any failure (disk full, read-only, a signal) the temporary file is removed and `path`
+    is untouched; an OSError becomes WriteError."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise write_error(path, exc) from None
+        cause = None if isinstance(exc, WriteError) else os_error_in(exc)
+        if cause is not None:
+            raise write_error(path, cause) from None
         raise
+
+
+def os_error_in(exc: BaseException | None) -> OSError | None:
+    """The OSError behind `exc` (torch.save wraps a full disk's OSError in a RuntimeError), if any."""
+    while exc is not None and not isinstance(exc, OSError):
+        exc = exc.__cause__ or exc.__context__
+    return exc
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a file that failed verification to `<name>.corrupt-<UTC time>` next to it (never delete it)."""
+    target = path.with_name(f"{path.name}{CORRUPT_MARK}{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S.%f}")
+    try:
+        os.replace(path, target)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    return target
+
+
+def moved_aside(directory: Path) -> list[Path]:
+    """Files under `directory` that were moved aside as corrupt, oldest name first."""
+    return sorted(directory.rglob(f"*{CORRUPT_MARK}*")) if directory.is_dir() else []
 
 
 def append_line(path: Path, line: str) -> None:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from grokking.rundir import RunDir, read_jsonl
+from grokking.rundir import RunDir
+from grokking.runfiles import moved_aside, read_log
 
 RUN_MARKERS = ("status.json", "config.yaml", ".lock")
 STATES = ("done", "running", "stale", "preempted", "failed", "unfinished", "unknown", "missing")
@@ -77,14 +78,25 @@ def planned_steps(run_path: Path) -> int | None:
 
 def last_logged(run: RunDir) -> tuple[int | None, float | None]:
     """The furthest step in metrics.jsonl / train_log.jsonl, and the last finite gen/acc."""
-    metrics = read_jsonl(run.metrics_file)
-    steps = [r["step"] for r in (*metrics, *read_jsonl(run.train_log_file)[-1:]) if isinstance(r.get("step"), int)]
+    metrics = read_log(run.metrics_file)
+    steps = [r["step"] for r in (*metrics, *read_log(run.train_log_file)[-1:])]
     accs = [r["gen/acc"] for r in metrics if isinstance(r.get("gen/acc"), int | float) and math.isfinite(r["gen/acc"])]
     return (max(steps) if steps else None), (accs[-1] if accs else None)
 
 
 def run_status(run_path: Path, planned: int | None = None) -> RunStatus:
-    """Classify one run directory; `planned` (from the sweep's config) overrides the run's own config.yaml."""
+    """Classify one run directory; `planned` (from the sweep's config) overrides the run's own config.yaml.
+    Checkpoints that failed verification and were moved aside are named in the note."""
+    result = classify(run_path, planned)
+    corrupt = moved_aside(run_path / "ckpt")
+    if corrupt:
+        names = ", ".join(str(p.relative_to(run_path)) for p in corrupt[:3]) + (" ..." if len(corrupt) > 3 else "")
+        note = f"{len(corrupt)} corrupt checkpoint(s) moved aside: {names}"
+        result.reason = f"{result.reason}; {note}" if result.reason else note
+    return result
+
+
+def classify(run_path: Path, planned: int | None) -> RunStatus:
     if not run_path.is_dir():
         return RunStatus(run_path, "missing", planned=planned, reason="no run directory yet")
     run = RunDir(run_path)

@@ -1,0 +1,67 @@
+"""Signals during a training run: SIGTERM / SIGUSR2 (preemption; SLURM's warning) and SIGINT (Ctrl-C).
+
+The handlers go in at the start of `train()`, before anything is written. During start-up a signal stops the
+run at once (it raises `Preempted`, and the trainer records a truthful status.json). Once the loop runs
+(`defer()`), a signal only sets a flag that the loop checks at step boundaries, where it saves and stops; a
+second Ctrl-C aborts at once (KeyboardInterrupt). Handlers that were there before ours (submitit's requeue
+handler among them) run after our checkpoint and status are written (`chain()`).
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from grokking.errors import GrokError
+
+HANDLED = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
+
+
+class Preempted(GrokError):
+    """Stopped by a signal after saving (or during start-up, before training); re-running the command resumes.
+    Exits 130 for Ctrl-C (the shell's convention), else 75 (EX_TEMPFAIL: try again)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 130 if signum == signal.SIGINT else 75
+
+
+class TrainingSignals:
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.deferred = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> TrainingSignals:
+        for sig in HANDLED:
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    def defer(self) -> None:
+        """From now on a signal is a flag for the loop (checked at step boundaries), not an exception."""
+        self.deferred = True
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
+            return
+        self.signum = signum
+        if not self.deferred:
+            raise Preempted(f"{self.name} received during start-up, before any training step; re-run the same "
+                            "command to resume", signum)
+
+    def chain(self) -> None:
+        """Run the handler ours replaced for the signal received (e.g. submitit's: requeue the job, then exit)."""
+        handler = self.previous.get(self.signum)
+        if self.signum != signal.SIGINT and callable(handler):
+            handler(self.signum, None)
