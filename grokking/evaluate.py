@@ -1,8 +1,12 @@
-"""In-domain vs out-of-distribution accuracy, exactly as PAPER.md §4 defines it, plus teacher-forced loss.
+"""In-domain vs out-of-distribution accuracy, as the original code computes it (docs/metrics.md), plus
+teacher-forced loss.
 
 - QF: argmax over the four auxiliaries at the position after `quest` (val: quest lines only; gen: all).
-- TI: greedy decoding of the output, every token kept up to EOS (§7 quirk 16), "." stripped, then the
-  POS-sequence check and the main verb (second V if the subject has an RC, else the first).
+- TI: greedy decoding of the output, every token kept up to EOS, "." stripped, then the POS-sequence check and
+  the main verb (second V if the subject has an RC, else the first). One deliberate difference: the original's
+  decoder drops the last token before EOS. That token is normally the final "." (stripped anyway: both agree),
+  but an output missing its final "." loses a word there and is always wrong, while here it is scored on its
+  words and can be right.
   Gen is a fresh random subset per evaluation (code: 2000 of 10k), seeded by (seed, step).
 - Dyck: argmax over closing brackets at every closing position, strings in file order until
   `dyck_eval_prefixes` positions; unfiltered (what the code measured) and with the >= `dyck_min_dep`

@@ -1,4 +1,4 @@
-"""Model-internal probes (PAPER.md §5): weight norms, attention entropy and tree projections.
+"""Model-internal probes (docs/metrics.md): weight norms, attention entropy and tree projections.
 
 `Prober(cfg, data, run_dir, device)(model, step)` returns every `probe/*` metric for the training loop and for
 `grok probe`. Tree-projection keys are None when `cfg.probes.tree_projection` is off, and parseval keys are None
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grokking.probes.entropy import attention_entropy
+from grokking.probes.entropy import attention_entropy, released_attention_sparsity
 from grokking.probes.norms import weight_norms
 from grokking.probes.parseval import bracket_f1, nltk_mask, tree_mask
 from grokking.probes.sample import SAMPLE_FILE, load_or_create_sample
@@ -21,8 +21,7 @@ from grokking.probes.trees import Projections, right_branching
 
 __all__ = ["Prober", "weight_norms"]
 
-TREE_KEYS = ("probe/tscore", "probe/tscore_exact", "probe/tparseval", "probe/tparseval_cky",
-             "probe/tparseval_right_branching")
+TREE_KEYS = ("probe/tscore", "probe/tscore_exact", "probe/tparseval", "probe/tparseval_right_branching")
 
 
 class Prober:
@@ -55,8 +54,10 @@ class Prober:
         try:
             with torch.no_grad():
                 metrics: dict[str, float | None] = dict(weight_norms(model, self.n_layers))
-                metrics.update(attention_entropy(model, [[self.sos, *ids] for ids in self.word_ids], self.pad,
-                                                 self.batch_size, self.device))
+                sequences = [[self.sos, *ids] for ids in self.word_ids]
+                metrics.update(attention_entropy(model, sequences, self.pad, self.batch_size, self.device))
+                metrics["probe/attn_sparsity_sg"] = released_attention_sparsity(model, sequences, self.pad,
+                                                                                self.batch_size, self.device)
                 metrics.update(self.tree_metrics(model, step) if self.tree_projection else dict.fromkeys(TREE_KEYS))
         finally:
             model.train(was_training)
@@ -69,8 +70,7 @@ class Prober:
         projections = Projections(charts)
         tscore, tscore_exact = projections.tscores(np.random.default_rng([self.sample_seed, step]))
         metrics = {"probe/tscore": tscore, "probe/tscore_exact": tscore_exact, "probe/tparseval": None,
-                   "probe/tparseval_cky": None, "probe/tparseval_right_branching": self.right_branching_f1}
+                   "probe/tparseval_right_branching": self.right_branching_f1}
         if self.gold is not None:
-            metrics["probe/tparseval"] = bracket_f1(projections.node_masks("greedy"), self.gold)
-            metrics["probe/tparseval_cky"] = bracket_f1(projections.node_masks("cky"), self.gold)
+            metrics["probe/tparseval"] = bracket_f1(projections.node_masks(), self.gold)
         return metrics

@@ -56,3 +56,30 @@ def attention_entropy(model, sequences: Sequence[Sequence[int]], pad: int, batch
         sums = batch_sums if sums is None else sums + batch_sums
         n_queries += int(lengths.sum())
     return entropy_metrics(sums.cpu(), n_queries)
+
+
+@torch.no_grad()
+def released_attention_sparsity(model, sequences: Sequence[Sequence[int]], pad: int, batch_size: int,
+                                device: torch.device) -> float | None:
+    """`probe/attn_sparsity_sg`: the value the released code logs as attention sparsity, computed its way
+    (docs/metrics.md): every layer's attention is computed on the *embedding output* (the code never fed layer p's
+    output to layer p+1), the heads are averaged into one map, each valid query row's entropy is summed over
+    positions and averaged over layers, and the result is averaged over sentences. Not a per-query mean and not
+    negated: the paper plots its negative. Kept only to compare curves with the paper's figures; the real
+    quantity is `probe/attn_entropy`."""
+    if not sequences:
+        return None
+    total = 0.0
+    for batch in length_sorted_batches(sequences, batch_size):
+        ids, lengths = pad_batch([sequences[i] for i in batch], pad, device)
+        length = ids.shape[1]
+        embedded = model.embedding(ids) * model.embed_scale + model.positions[:length]
+        valid = torch.arange(length, device=device)[None, :] < lengths[:, None]  # [B, T] real queries
+        per_sentence = torch.zeros(len(batch), dtype=torch.float64, device=device)
+        for block in model.blocks:
+            _, probs = block.attn(embedded, None, True)  # causal mask: a query sees keys 0..q, never padding
+            head_mean = probs.double().mean(dim=1)  # [B, T, T]
+            rows = -torch.special.xlogy(head_mean, head_mean).sum(-1)  # [B, T]
+            per_sentence += (rows * valid).sum(-1)
+        total += float(per_sentence.sum()) / len(model.blocks)
+    return total / len(sequences)

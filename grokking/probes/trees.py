@@ -1,10 +1,10 @@
-"""Trees from SCI charts and their scores (PAPER.md §5.3 steps 4-5, quirks 20-21), plus two additions.
+"""Trees from SCI charts and their scores (docs/metrics.md, tree projections), plus one addition.
 
 A binary tree over words 0..n-1 is given by its internal nodes (start, split, end): the node covers start..end and
 its children are start..split and split+1..end. With s(i, j, k) = chart[i, k] + chart[k+1, j]:
-- greedy (the paper's tree): top-down, each node takes the first k maximising s(i, j, k);
-- CKY (beyond the paper): the tree maximising the same objective exactly, the sum of the chart values of all
-  non-root nodes, leaves included (= the sum of s over internal nodes);
+- greedy (the paper's tree): top-down, each node takes the first k maximising s(i, j, k). There is no exact
+  (CKY) search: in a causal LM every span starting at the first word has SCI exactly 1 (its context-free and
+  contextual vectors coincide), so the exact maximum of the summed chart values is always the left-branching tree;
 - tscore (the released code): per sentence, the sum over greedy nodes of s(k*) - s(r) with one uniformly random
   split r per node; the corpus value is the mean over sentences. Draws come from a numpy Generator, one per node,
   in (length group, sentence, start, end) order, so a seeded Generator makes the value reproducible;
@@ -23,22 +23,6 @@ Split = tuple[int, int, int]
 Tree = tuple[Split, ...]
 
 GROUP_CELLS = 1 << 22  # sentences x n^2 chart cells searched at once
-
-
-def cky_splits(charts: np.ndarray) -> np.ndarray:
-    """[S, n, n] split of each span in the exact (dynamic-programming) maximum; first best split on ties."""
-    count, n = charts.shape[:2]
-    inner = np.zeros((count, n, n))  # best total of the nodes strictly below span (i, j)
-    best_split = np.zeros((count, n, n), dtype=np.int64)
-    for width in range(1, n):
-        starts = np.arange(n - width)[:, None]
-        ends = starts + width
-        splits = starts + np.arange(width)[None, :]  # [spans, width]
-        candidates = (charts[:, starts, splits] + charts[:, splits + 1, ends]
-                      + inner[:, starts, splits] + inner[:, splits + 1, ends])
-        best_split[:, starts[:, 0], ends[:, 0]] = starts[:, 0] + candidates.argmax(axis=-1)
-        inner[:, starts[:, 0], ends[:, 0]] = candidates.max(axis=-1)
-    return best_split
 
 
 def read_tree(best_split: np.ndarray) -> Tree:
@@ -72,8 +56,8 @@ def top_down(count: int, n: int, choose: Callable[[np.ndarray, np.ndarray, np.nd
 
 
 class LengthGroup:
-    """Greedy and CKY trees of S sentences of n words (charts [S, n, n]): node masks `greedy`, `cky` and
-    the split of every node in `greedy_split`, `cky_split`."""
+    """Greedy trees of S sentences of n words (charts [S, n, n]): node masks `greedy` and the split of every
+    node in `greedy_split`."""
 
     def __init__(self, indices: list[int], charts: np.ndarray):
         self.indices, self.charts = indices, charts
@@ -81,8 +65,6 @@ class LengthGroup:
         self.greedy_split = np.zeros((count, n, n), dtype=np.int64)
         self.exact_gains = np.zeros(count)  # per sentence: sum over greedy nodes of s(k*) - mean_r s(r)
         self.greedy = top_down(count, n, self._greedy_choice)
-        self.cky_split = cky_splits(charts)
-        self.cky = top_down(count, n, lambda sentence, start, end: self.cky_split[sentence, start, end])
 
     def _greedy_choice(self, sentence: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         splits = start[:, None] + np.arange(end[0] - start[0])[None, :]  # all nodes here have one width
@@ -127,28 +109,23 @@ class Projections:
         exact = sum(float(group.exact_gains.sum()) for group in self.groups)
         return sampled / self.size, exact / self.size
 
-    def node_masks(self, search: str) -> list[np.ndarray]:
-        """Per sentence, in input order, the [n, n] internal-node mask of its `greedy` or `cky` tree."""
+    def node_masks(self) -> list[np.ndarray]:
+        """Per sentence, in input order, the [n, n] internal-node mask of its greedy tree."""
         masks: list[np.ndarray | None] = [None] * self.size
         for group in self.groups:
-            for index, mask in zip(group.indices, getattr(group, search), strict=True):
+            for index, mask in zip(group.indices, group.greedy, strict=True):
                 masks[index] = mask
         return masks
 
-    def tree(self, index: int, search: str) -> Tree:
+    def tree(self, index: int) -> Tree:
         for group in self.groups:
             if index in group.indices:
-                splits = group.greedy_split if search == "greedy" else group.cky_split
-                return read_tree(splits[group.indices.index(index)])
+                return read_tree(group.greedy_split[group.indices.index(index)])
         raise IndexError(index)
 
 
 def greedy_tree(chart: np.ndarray) -> Tree:
-    return Projections([chart]).tree(0, "greedy")
-
-
-def cky_tree(chart: np.ndarray) -> Tree:
-    return Projections([chart]).tree(0, "cky")
+    return Projections([chart]).tree(0)
 
 
 def tree_value(chart: np.ndarray, tree: Tree) -> float:

@@ -49,7 +49,7 @@ def test_offline_probes_match_training_and_are_idempotent(smoke_run):
     assert [r["step"] for r in probed] == [0, 15, 30]
     for key in ("probe/weight_norm", "probe/weight_norm_per_layer", "probe/norm/layer1", "probe/attn_entropy",
                 "probe/attn_sparsity", "probe/attn_entropy/layer0", "probe/tscore", "probe/tscore_exact",
-                "probe/tparseval", "probe/tparseval_cky", "probe/tparseval_right_branching"):
+                "probe/tparseval", "probe/tparseval_right_branching", "probe/attn_sparsity_sg"):
         assert all(isinstance(r[key], float) for r in probed), key
     online = next(r for r in records(run_dir / "metrics.jsonl") if r.get("step") == 30 and "probe/tscore" in r)
     for key, value in probed[2].items():

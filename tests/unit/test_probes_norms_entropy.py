@@ -7,7 +7,12 @@ import torch
 
 from grokking.model import ModelShape, TransformerLM
 from grokking.probes import weight_norms
-from grokking.probes.entropy import attention_entropy, entropy_metrics, entropy_sums
+from grokking.probes.entropy import (
+    attention_entropy,
+    entropy_metrics,
+    entropy_sums,
+    released_attention_sparsity,
+)
 
 
 def constant_model(**overrides) -> TransformerLM:
@@ -69,3 +74,31 @@ def test_entropy_of_a_real_forward_pass_is_bounded_and_ignores_padding():
     assert together == pytest.approx(one_by_one, abs=1e-6)
     assert 0 < together["probe/attn_entropy"] < math.log(5)
     assert {f"probe/attn_entropy/layer{i}/head{h}" for i in range(2) for h in range(2)} <= together.keys()
+
+
+def test_released_sparsity_of_uniform_attention_is_the_sum_of_log_positions():
+    """Zero query/key weights: every head attends uniformly to keys 0..q, entropy log(q + 1); summed over the
+    positions of a sentence of L tokens that is log(L!), for every layer, so also its layer mean."""
+    model = TransformerLM(ModelShape(vocab_size=11, d_model=8, n_heads=2, d_ff=16, n_layers=3)).eval()
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.qkv.weight[:16].zero_()
+    sequences = [[1, 2, 3], [4, 5, 6, 7, 8], [9]]
+    value = released_attention_sparsity(model, sequences, 0, 2, torch.device("cpu"))
+    assert value == pytest.approx(sum(math.lgamma(len(s) + 1) for s in sequences) / 3)
+
+
+def test_released_sparsity_feeds_every_layer_the_embedding_output():
+    """Two copies of one layer see the same input in the released computation, so a 2-layer model with identical
+    blocks gives the 1-layer model's value; the real entropy of layer 1 (fed layer 0's output) differs."""
+    torch.manual_seed(0)
+    one = TransformerLM(ModelShape(vocab_size=11, d_model=8, n_heads=2, d_ff=16, n_layers=1)).eval()
+    two = TransformerLM(ModelShape(vocab_size=11, d_model=8, n_heads=2, d_ff=16, n_layers=2)).eval()
+    two.embedding.load_state_dict(one.embedding.state_dict())
+    for block in two.blocks:
+        block.load_state_dict(one.blocks[0].state_dict())
+    sequences = [[1, 2, 3, 4], [5, 6, 7, 8, 9, 10]]
+    released = [released_attention_sparsity(m, sequences, 0, 4, torch.device("cpu")) for m in (one, two)]
+    assert released[0] == pytest.approx(released[1])
+    real = attention_entropy(two, sequences, 0, 4, torch.device("cpu"))
+    assert real["probe/attn_entropy/layer0"] != pytest.approx(real["probe/attn_entropy/layer1"])

@@ -95,10 +95,10 @@ def test_prober_reports_every_key_and_restores_training_mode(tmp_path, gold_tree
     expected = {"probe/weight_norm", "probe/weight_norm_per_layer", "probe/norm/embedding", "probe/norm/layer0",
                 "probe/norm/layer1", "probe/norm/output", "probe/attn_entropy", "probe/attn_sparsity",
                 "probe/attn_entropy/layer0", "probe/attn_entropy/layer1/head1", "probe/tscore", "probe/tscore_exact",
-                "probe/tparseval", "probe/tparseval_cky", "probe/tparseval_right_branching"}
+                "probe/tparseval", "probe/tparseval_right_branching", "probe/attn_sparsity_sg"}
     assert expected <= metrics.keys()
     assert metrics["probe/tparseval_right_branching"] == 1.0
-    assert 0.0 <= metrics["probe/tparseval"] <= 1.0 and 0.0 <= metrics["probe/tparseval_cky"] <= 1.0
+    assert 0.0 <= metrics["probe/tparseval"] <= 1.0 and metrics["probe/attn_sparsity_sg"] > 0.0
     assert metrics["probe/tscore_exact"] >= 0.0
     assert prober(model.eval(), step=3000) == metrics  # seeded by (sample_seed, step): reproducible
     assert not model.training
