@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,11 @@ class ReportResult:
     figures: list[Path]
 
 
+def file_stem(experiment: str) -> str:
+    """`qf-smoke [model.d_model=32]` -> `qf-smoke_model.d_model=32`: safe in file names and Markdown links."""
+    return re.sub(r"[^\w.=+-]+", "_", experiment).strip("_")
+
+
 def build_report(root: str | Path, out: str | Path | None = None, threshold: float = 0.8) -> ReportResult:
     root = Path(root)
     runs = collect_runs(root)
@@ -50,10 +56,10 @@ def build_report(root: str | Path, out: str | Path | None = None, threshold: flo
     write_tidy_csv(runs, out / TIDY_CSV)
     curve_figures, probe_figures = [], []
     for experiment, depth_groups in by_experiment.items():
-        curve_figures.append(out / f"curves_{experiment}.png")
+        curve_figures.append(out / f"curves_{file_stem(experiment)}.png")
         plot_grokking_curves(experiment, depth_groups, colors, threshold, curve_figures[-1])
         if has_probes([r for rs in depth_groups.values() for r in rs]):
-            probe_figures.append(out / f"probes_{experiment}.png")
+            probe_figures.append(out / f"probes_{file_stem(experiment)}.png")
             plot_probes(experiment, depth_groups, colors, probe_figures[-1])
     success_figure = None
     if by_experiment:
@@ -62,7 +68,9 @@ def build_report(root: str | Path, out: str | Path | None = None, threshold: flo
                                                             threshold)
                                   for depth, rs in depth_groups.items()}
                      for experiment, depth_groups in by_experiment.items()}
-        plot_success(fractions, colors, threshold, success_figure)
+        paper = {e for e, depth_groups in by_experiment.items() if all(r.paper_config for rs in depth_groups.values()
+                                                                       for r in rs)}
+        plot_success(fractions, colors, threshold, success_figure, paper)
 
     blocks = report_blocks(root, runs, groups, threshold,
                            curve_figures=[p.name for p in curve_figures],

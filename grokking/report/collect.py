@@ -1,7 +1,8 @@
 """Find run directories under a runs/sweep directory and read them: identity, status and metrics.jsonl.
 
-A run directory is any directory holding `metrics.jsonl` (the given directory may itself be one). Identity
-(task, tag, depth, seed, planned steps) comes from `config.yaml` when it parses, else from the path
+A run directory is any directory holding `metrics.jsonl`, `status.json` or `config.yaml` (the given directory may
+itself be one), so a run preempted before its first evaluation is listed too. Identity (task, tag, depth, seed,
+planned steps, training config) comes from `config.yaml` when it parses, else from the path
 `<task><tag>/depth=<d>/seed=<s>`. Nothing is dropped silently: every oddity lands in `Run.problems`.
 """
 
@@ -20,9 +21,12 @@ import yaml
 
 from grokking.config import TASK_NAMES
 from grokking.errors import GrokError
+from grokking.paperconfig import paper_differences
+from grokking.report.configs import label_variants, training_of
 from grokking.runfiles import as_int, number, read_metrics
 
 METRICS_FILE = "metrics.jsonl"
+RUN_MARKERS = (METRICS_FILE, "status.json", "config.yaml")
 LEADING_COLUMNS = ("task", "depth", "seed", "step", "tag", "status", "run")
 PREFERRED_KEY_ORDER = ("elapsed_s", "epoch", "train/loss", "train/lr", "train/grad_norm", "val/acc", "gen/acc",
                        "val/loss", "gen/loss", "val/acc_mindep", "gen/acc_mindep")
@@ -46,6 +50,13 @@ class Run:
     updated: str | None = None
     records: list[dict[str, Any]] = field(default_factory=list)  # one per step, sorted by step
     problems: list[str] = field(default_factory=list)
+    training: dict[str, Any] | None = None  # training config without seed and depth (report.configs); None: unknown
+    variant: str = ""  # " [key=value, ...]" when its task and tag hold several training configs
+
+    @property
+    def paper_config(self) -> bool:
+        """Trained with the paper's config (any depth and seed), so the paper's numbers apply to it."""
+        return self.training is not None and not paper_differences(self.training)
 
     @property
     def identified(self) -> bool:
@@ -53,8 +64,9 @@ class Run:
 
     @property
     def experiment(self) -> str:
-        """Task name plus run-directory tag: runs with different tags are never averaged together."""
-        return f"{self.task}{self.tag}"
+        """Task name, run-directory tag and config variant: runs with different tags or training configs are
+        never averaged together."""
+        return f"{self.task}{self.tag}{self.variant}"
 
     @property
     def last_step(self) -> int | None:
@@ -70,7 +82,11 @@ class Run:
 
 
 def find_run_dirs(root: Path) -> list[Path]:
-    found = [Path(d) for d, _, files in os.walk(root) if METRICS_FILE in files]
+    found = []
+    for directory, subdirs, files in os.walk(root):
+        if any(marker in files for marker in RUN_MARKERS):
+            found.append(Path(directory))
+            subdirs.clear()  # ckpt/, archive/, diagnostics/ belong to the run
     return sorted(found, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))])
 
 
@@ -80,8 +96,10 @@ def collect_runs(root: str | Path) -> list[Run]:
         raise ReportError(f"no such directory: {root}")
     dirs = find_run_dirs(root)
     if not dirs:
-        raise ReportError(f"no run directories (holding {METRICS_FILE}) under {root}")
-    return [read_run(d, root) for d in dirs]
+        raise ReportError(f"no run directories (holding {' or '.join(RUN_MARKERS)}) under {root}")
+    runs = [read_run(d, root) for d in dirs]
+    label_variants(runs)
+    return runs
 
 
 def read_run(path: Path, root: Path) -> Run:
@@ -132,6 +150,7 @@ def _identify_from_config(run: Run) -> None:
         run.task = task["name"]
     if isinstance(cfg.get("tag"), str):
         run.tag = cfg["tag"]
+    run.training = training_of(cfg)
     run.depth = as_int(cfg.get("depth"))
     run.seed = as_int(cfg.get("seed"))
     run.planned_steps = as_int(train.get("steps"))

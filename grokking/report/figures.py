@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from grokking.report.summary import ACCURACY, Curve, MeanCurve, curve, mean_curv
 
 DPI = 100
 PANEL_INCHES = (4.2, 3.3)
+MIN_WIDTH_INCHES = 7.0  # a one-panel figure still fits its title and legend
+TITLE_CHAR_PX = 8  # rough width of a suptitle character, for wrapping long titles
 MAX_COLUMNS = 4
 PROBE_COLUMNS = 2
 LOG_STEPS_FROM_RATIO = 20  # log-scale the step axis when the logged steps span this factor or more
@@ -41,7 +44,8 @@ def grid_shape(n_panels: int, max_columns: int = MAX_COLUMNS) -> tuple[int, int]
 def figure_size_px(n_panels: int, max_columns: int = MAX_COLUMNS) -> tuple[int, int]:
     """(width, height) in pixels of a figure with `n_panels` panels."""
     rows, columns = grid_shape(n_panels, max_columns)
-    return round(columns * PANEL_INCHES[0] * DPI), round(rows * PANEL_INCHES[1] * DPI)
+    width = max(columns * PANEL_INCHES[0], MIN_WIDTH_INCHES)
+    return round(width * DPI), round(rows * PANEL_INCHES[1] * DPI)
 
 
 def _panels(n_panels: int, title: str, max_columns: int = MAX_COLUMNS) -> tuple[Figure, list[Axes]]:
@@ -52,7 +56,7 @@ def _panels(n_panels: int, title: str, max_columns: int = MAX_COLUMNS) -> tuple[
     axes = list(fig.subplots(rows, columns, squeeze=False).flat)
     for extra in axes[n_panels:]:
         extra.set_visible(False)
-    fig.suptitle(title)
+    fig.suptitle(textwrap.fill(title, width // TITLE_CHAR_PX))
     return fig, axes[:n_panels]
 
 
@@ -115,9 +119,10 @@ def plot_grokking_curves(experiment: str, groups: dict[int, list[Run]], colors: 
 
 
 def plot_success(fractions: dict[str, dict[int, tuple[float, float, int]]], colors: dict[int, str],
-                 threshold: float, path: Path) -> None:
+                 threshold: float, path: Path, paper_experiments: set[str]) -> None:
     """One panel per experiment: by depth, the fraction of seeds with OOD accuracy > threshold at the final step
-    (solid) and ever (hatched), from `summary.success_fractions`, with the paper's Fig 3a bars as black ticks."""
+    (solid) and ever (hatched), from `summary.success_fractions`, with the paper's Fig 3a bars as black ticks on
+    the experiments trained with the paper's config."""
     fig, axes = _panels(len(fractions), f"Success by depth: fraction of seeds with OOD accuracy > {threshold:.0%}")
     for ax, (experiment, by_depth) in zip(axes, fractions.items(), strict=True):
         task, _ = split_task_tag(experiment)
@@ -126,7 +131,7 @@ def plot_success(fractions: dict[str, dict[int, tuple[float, float, int]]], colo
             ax.bar(i - 0.2, np.nan_to_num(final), 0.4, color=colors[depth], label="final step" if i == 0 else None)
             ax.bar(i + 0.2, np.nan_to_num(ever), 0.4, facecolor="white", edgecolor=colors[depth], hatch="///",
                    label="ever" if i == 0 else None)
-            if published := SUCCESS_FRACTION.get((task, depth)):
+            if experiment in paper_experiments and (published := SUCCESS_FRACTION.get((task, depth))):
                 ax.plot([i - 0.4, i + 0.4], [published.value] * 2, color="black", linewidth=2,
                         label=None if paper_labelled else "paper Fig 3a")
                 paper_labelled = True
@@ -135,7 +140,10 @@ def plot_success(fractions: dict[str, dict[int, tuple[float, float, int]]], colo
         ax.set_ylabel("fraction of seeds")
         ax.set_ylim(0, 1.3)
         ax.set_yticks(np.linspace(0, 1, 6))
-        ax.set_title(experiment)
+        ax.set_title(textwrap.fill(experiment, 48), fontsize=9)
+        if not np.nan_to_num([f for pair in by_depth.values() for f in pair[:2]]).any():
+            ax.text(0.5, 0.55, f"no seed has reached OOD accuracy > {threshold:.0%} yet", ha="center", va="center",
+                    transform=ax.transAxes, color="dimgray", fontsize=9)
         ax.legend(fontsize=7, loc="upper left", ncol=3)
     _save(fig, path)
 

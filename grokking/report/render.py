@@ -82,6 +82,10 @@ def definitions(threshold: float) -> Bullets:
         "sd is the sample standard deviation over seeds (ddof=1). Unfinished runs are included with the last step "
         "they logged, so their 'end', grokking step and success are provisional; failed runs are left out of "
         "means and fractions and listed below.",
+        "runs are averaged only with runs of the same training config (all but seed and depth); when one task and "
+        "tag hold several configs, each is its own row, labelled [key=value, ...] with the keys in which they "
+        "differ. The paper's numbers stand only beside rows trained with the paper's config; other rows show "
+        f"{DASH}.",
     ])
 
 
@@ -128,7 +132,7 @@ def fig2_table(summaries: list[tuple[str, int, list[Run], list[RunSummary]]]) ->
     rows = []
     for label, depth, runs, sums in summaries:
         gaps = [s.gap for s in sums if s.gap]
-        key = (runs[0].task, depth) if sums[0].pair is ACCURACY else None
+        key = paper_key(runs, depth) if sums[0].pair is ACCURACY else None
         es_steps = [g.es_step for g in gaps]
         rows.append([label, str(depth), seeds_text(runs),
                      step_text(int(np.median(es_steps))) if es_steps else DASH,
@@ -137,6 +141,11 @@ def fig2_table(summaries: list[tuple[str, int, list[Run], list[RunSummary]]]) ->
                      stat_pct(mean_sd(g.delta_es for g in gaps)), stat_pct(mean_sd(g.delta_end for g in gaps)),
                      _paper_delta(key)])
     return Table(header, rows)
+
+
+def paper_key(runs: list[Run], depth: int) -> tuple[str, int] | None:
+    """The key of the paper's published numbers, for a group trained with the paper's config only."""
+    return (runs[0].task, depth) if all(r.paper_config for r in runs) else None
 
 
 def _paper_delta(key: tuple[str, int] | None) -> str:
@@ -152,7 +161,7 @@ def success_table(summaries: list[tuple[str, int, list[Run], list[RunSummary]]],
         final, ever, n = success_fractions(sums, threshold)
         steps = sorted(s.grok_step for s in sums if s.grok_step is not None)
         span = f"{int(np.median(steps)):,} [{steps[0]:,}–{steps[-1]:,}]" if steps else DASH
-        key = (runs[0].task, depth) if sums[0].pair is ACCURACY else None
+        key = paper_key(runs, depth) if sums[0].pair is ACCURACY else None
         released_final, released_ever = published.RELEASED_SUCCESS_FINAL.get(key), published.RELEASED_SUCCESS_EVER.get(key)
         rows.append([label, str(depth), str(n), f"{len(steps)}/{n}", span,
                      DASH if n == 0 else f"{final:.2f}", DASH if n == 0 else f"{ever:.2f}",
@@ -168,7 +177,8 @@ def probes_table(groups: Groups) -> Table:
               "right-branching t_parseval (logged)", "right-branching (paper) ¹"]
     rows = []
     for (experiment, depth), runs in groups.items():
-        key, task = (runs[0].task, depth), runs[0].task
+        key = paper_key(runs, depth)
+        task = key[0] if key else None
         tscore = published.TSCORE_END.get(key)
         rows.append([experiment, str(depth),
                      stat_num(mean_sd(last_value(r, weight_norm_per_layer) for r in runs)),

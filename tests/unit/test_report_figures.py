@@ -73,8 +73,12 @@ def test_success_figure_has_one_panel_per_task(tmp_path):
     fractions = {"qf": {2: (0.0, 0.1, 10), 6: (0.9, 1.0, 10)}, "ti": {4: (0.5, 0.6, 3)},
                  "dyck": {6: (float("nan"), float("nan"), 0)}}
     path = tmp_path / "success.png"
-    plot_success(fractions, COLORS, 0.8, path)
+    plot_success(fractions, COLORS, 0.8, path, {"qf"})
     assert read_png(path).shape[:2] == figure_size_px(3)[::-1]
+
+
+def test_one_panel_figures_are_wide_enough_for_their_titles():
+    assert figure_size_px(1)[0] >= 700
 
 
 def test_probe_figure_is_a_two_by_two_grid_even_with_missing_probes(tmp_path):

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from grokking.paperconfig import paper_training_config
 from grokking.report import published
 from grokking.report.collect import Run
 from grokking.report.document import Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
@@ -12,7 +13,8 @@ from grokking.report.summary import group_runs
 def make_run(task, depth, seed, gens, status="done", reason=None):
     records = [{"step": 3000 * (i + 1), "val/acc": 1.0, "gen/acc": g} for i, g in enumerate(gens)]
     return Run(path=Path("."), name=f"{task}/depth={depth}/seed={seed}", task=task, depth=depth, seed=seed,
-               planned_steps=3000 * len(gens), status=status, reason=reason, records=records)
+               planned_steps=3000 * len(gens), status=status, reason=reason, records=records,
+               training=paper_training_config(task))
 
 
 def test_markdown_and_html_render_every_block_kind_and_escape_text():

@@ -2,10 +2,13 @@
 
 import csv
 import json
+from functools import cache
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
+from cli.compose import compose_config
 from grokking.report.build import TIDY_CSV, build_report
 from grokking.report.collect import ReportError, collect_runs, write_tidy_csv
 from grokking.runfiles import read_metrics
@@ -16,14 +19,23 @@ def evals(gens, start=3000, every=3000, **extra):
             for i, g in enumerate(gens)]
 
 
+@cache
+def paper_config_yaml(task: str) -> str:
+    return OmegaConf.to_yaml(compose_config([f"task={task}"]), resolve=True)
+
+
 def write_run(root, task, depth, seed, records, status="done", planned=None, config=True, tail="", reason=None,
-              folder=None):
+              folder=None, **changes):
+    """A run directory as grok writes it, with the paper's config for `task` unless `changes` (dotted keys) say
+    otherwise."""
     run_dir = root / (folder or task) / f"depth={depth}" / f"seed={seed}"
     run_dir.mkdir(parents=True)
     if config:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(
-            {"task": {"name": task, "steps": planned}, "train": {"steps": planned}, "depth": depth, "seed": seed,
-             "tag": ""}))
+        cfg = OmegaConf.create(paper_config_yaml(task))
+        for key, value in {"depth": depth, "seed": seed, "task.steps": planned, "train.steps": planned,
+                           **changes}.items():
+            OmegaConf.update(cfg, key, value)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     if status:
         (run_dir / "status.json").write_text(json.dumps(
             {"status": status, "reason": reason, "step": records[-1]["step"] if records else 0,
@@ -142,3 +154,29 @@ def test_missing_accuracies_are_reported_per_run(tmp_path):
     problems = [r.problems for r in collect_runs(tmp_path)]
     assert problems == [["gen/acc missing or NaN at 1 of 3 evaluations"],
                         ["gen/acc missing or NaN at 1 of 1 evaluations"], ["no evaluations logged yet"]]
+
+
+def test_runs_with_different_training_configs_are_never_averaged(tmp_path):
+    """The README's main job and two smoke-sized runs share qf depth 2 but not a row; only the paper's config
+    gets the paper's columns, and a run preempted before its first evaluation is still listed."""
+    runs = tmp_path / "runs"
+    write_run(runs, "qf", 6, 42, evals([0.9, 0.95]), planned=6000)
+    write_run(runs, "qf", 6, 52, evals([0.1, 0.2]), planned=6000, folder="qf_b", tag="_b")  # same config, own tag
+    write_run(runs, "qf", 6, 62, evals([0.1, 0.2]), planned=6000, folder="qf_b", tag="_b", **{"model.d_model": 32})
+    write_run(runs, "qf", 6, 72, evals([0.3, 0.4]), planned=6000, folder="qf_b", tag="_b", **{"model.d_model": 32})
+    preempted = write_run(runs, "qf", 6, 82, [], status="preempted", planned=6000)
+    (preempted / "metrics.jsonl").unlink()
+    result = build_report(runs)
+    by_name = {r.name: r for r in result.runs}
+    assert len(result.runs) == 5 and by_name["qf/depth=6/seed=82"].state == "unfinished"
+    assert by_name["qf_b/depth=6/seed=52"].experiment == "qf_b [model.d_model=512]"
+    assert by_name["qf_b/depth=6/seed=62"].experiment == "qf_b [model.d_model=32]"
+    report = result.markdown.read_text()
+    assert "5 run directories under" in report and "qf/depth=6/seed=82 (preempted" in report
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in report.splitlines()
+            if line.startswith("| qf") and "early" not in line and line.count("|") == 12}
+    assert "92.5" not in rows["qf"] and "| 92.9% |" in rows["qf"]  # paper: mean OOD at the end 92.9%
+    assert rows["qf_b [model.d_model=32]"].count("—") >= 3 and "92.9%" not in rows["qf_b [model.d_model=32]"]
+    assert "92.9%" in rows["qf_b [model.d_model=512]"]  # the paper's config under another tag
+    assert "| 2 |" in rows["qf_b [model.d_model=32]"]  # seeds 62 and 72 in one row
+    assert (result.out / "curves_qf_b_model.d_model=32.png").exists()
