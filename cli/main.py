@@ -5,12 +5,14 @@
     grok train -m depth=2,4,6,8,10 seed='range(10)'  # a sweep
     grok data task=dyck                            # generate and cache the Dyck splits
     grok report runs/                              # figures and tables from a sweep
+    grok --version                                 # grok's version (also `grok train --version`)
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from importlib import metadata
 
 SUBCOMMANDS = {
     "train": "train a transformer LM (Hydra overrides; -m for sweeps)",
@@ -22,7 +24,11 @@ SUBCOMMANDS = {
     "analyze": "learning-dynamics metrics for runs with diagnostics=on",
 }
 
-USAGE = "usage: grok <subcommand> [args...]   (grok <subcommand> --help for its options)"
+USAGE = "usage: grok [--version] <subcommand> [args...]   (grok <subcommand> --help for its options)"
+
+
+def version() -> str:
+    return f"grok {metadata.version('grok')}"
 
 
 def print_help() -> None:
@@ -36,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print_help()
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(version())
         return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:

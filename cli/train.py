@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from cli.compose import CONFIG_DIR, CONFIG_NAME, expand_sweep, register_schema, split_argv, validate_jobs
 from cli.errors import reported_errors
+from cli.main import version
 from grokking.errors import GrokError
 from grokking.rundir import RunDir
 from grokking.status import run_status, summary
@@ -47,16 +48,24 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def run(argv: list[str]) -> int:
     flags, overrides = split_argv(argv)
+    if "--version" in flags:  # Hydra's own --version would compose the config and create the run directory
+        print(version())
+        return 0
     multirun = bool({"-m", "--multirun"} & set(flags)) or any(o.startswith("+sweep=") for o in overrides)
     configs = []
     if not any(f in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for f in flags):
         with reported_errors():
             configs = validate_jobs(expand_sweep(overrides) if multirun else [overrides])
+            from grokking.train import pick_device  # torch: only once the config is known to be good
+
+            for device in {c.device for c in configs}:
+                pick_device(device)  # device=cuda without CUDA: one line, and no run directory
             if not multirun:
                 RunDir(configs[0].run_dir).create()  # Hydra would create it next, with a traceback on failure
     register_schema()
     sys.argv = ["grok-train", *argv]
-    hydra_main()
+    with reported_errors():  # Ctrl-C before training installs its own handlers: one line, exit 130
+        hydra_main()
     if not (multirun and configs):
         return 0
     statuses = [run_status(Path(c.run_dir), c.train.steps) for c in configs]

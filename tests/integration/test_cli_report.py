@@ -104,6 +104,6 @@ def test_report_on_a_real_smoke_sweep(tmp_path: Path, data_dir: Path):
     rows = (out / "metrics_tidy.csv").read_text().splitlines()
     header = rows[0].split(",")
     assert {"task", "depth", "seed", "step", "val/acc", "gen/acc", "probe/tscore"} <= set(header)
-    assert len(rows) == 1 + 4 * 2  # 4 runs x evaluations at steps 30 and 60
+    assert len(rows) == 1 + 4 * 3  # 4 runs x evaluations at steps 0, 30 and 60
     report = (out / "report.md").read_text()
     assert "curves_qf-smoke.png" in report and "success.png" in report

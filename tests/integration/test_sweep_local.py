@@ -80,7 +80,7 @@ def test_relaunched_sweep_skips_done_runs_resumes_unfinished_ones_and_survives_a
     for depth, seed in ((2, 0), (2, 1), (3, 0)):
         path = run_path(runs, depth, seed)
         assert status_of(path)["status"] == "done" and status_of(path)["step"] == 60
-        assert [r["step"] for r in records(path / "metrics.jsonl")] == [30, 60]
+        assert [r["step"] for r in records(path / "metrics.jsonl")] == [0, 30, 60]
     assert "resuming runs/qf-smoke/depth=2/seed=1 from latest.pt at step 30" in (run_path(runs, 2, 1) / "train.log").read_text()
     assert (run_path(runs, 3, 1) / "metrics.jsonl").read_bytes() == foreign
 

@@ -39,7 +39,14 @@ def test_smoke_run_writes_the_run_directory(tmp_path, grok, data_dir, task):
     run = run_dir(tmp_path, task)
     assert json.loads((run / "status.json").read_text())["status"] == "done"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [30, 60]
+    assert [r["step"] for r in records] == [0, 30, 60]
+    assert {"val/acc", "gen/acc", "probe/weight_norm"} <= set(records[0]) and "train/loss" not in records[0]
+    out = result.stdout
+    assert out.count("grok: training") == 1 and "  parameters  " in out and "  start       step 0 (fresh run)" in out
+    best = max(r["val/acc"] for r in records)
+    assert f"grok: summary of runs/{task}-smoke/depth=2/seed=42 (60 steps" in out
+    assert f"best in-domain val/acc {best:.3f} at step {next(r['step'] for r in records if r['val/acc'] == best)}" in out
+    assert out.strip().endswith(f"next: grok report runs/{task}-smoke")
     for key in ("train/loss", "train/lr", "train/grad_norm", "val/acc", "gen/acc", "val/loss", "gen/loss",
                 "probe/weight_norm", "probe/tscore"):
         assert key in records[-1], key
@@ -60,19 +67,19 @@ def test_finished_run_is_skipped_extended_or_forced(tmp_path, grok, data_dir):
     run = run_dir(tmp_path)
     before = (run / "metrics.jsonl").read_text()
     again = grok(*smoke(data_dir), cwd=tmp_path)
-    assert again.returncode == 0 and "already done" in again.stdout
+    assert again.returncode == 0 and again.stdout.count("already done") == 1 and "grok: summary of" in again.stdout
     assert (run / "metrics.jsonl").read_text() == before
 
     longer = grok(*smoke(data_dir, "task.steps=90"), cwd=tmp_path)
     assert longer.returncode == 0, longer.stderr
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [30, 60, 90]
+    assert steps == [0, 30, 60, 90]
 
     forced = grok(*smoke(data_dir, "force=true"), cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
     archived = list((run / "archive").iterdir())
-    assert len(archived) == 1 and (archived[0] / "metrics.jsonl").read_text().count("\n") == 3
-    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [30, 60]
+    assert len(archived) == 1 and (archived[0] / "metrics.jsonl").read_text().count("\n") == 4
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0, 30, 60]
 
 
 def test_resuming_with_a_different_training_config_is_refused_unless_forced(tmp_path, grok, data_dir, one_line_error):
@@ -137,7 +144,7 @@ def test_corrupt_latest_falls_back_to_previous_with_a_warning(tmp_path, grok, da
     assert result.returncode == 0, result.stderr
     assert "latest.pt is corrupt; resuming from previous.pt (step 30)" in result.stdout + result.stderr
     steps = [json.loads(line)["step"] for line in (run_dir(tmp_path) / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [30, 60]
+    assert steps == [0, 30, 60]
 
 
 def test_nan_loss_stops_the_run_as_failed_and_keeps_the_last_good_checkpoint(tmp_path, data_dir, monkeypatch):
@@ -217,3 +224,12 @@ def test_runs_from_a_non_editable_install_in_another_directory(tmp_path, data_di
                            capture_output=True, text=True, timeout=60)
     assert str(target) in probe.stdout
     assert (run_dir(work) / "metrics.jsonl").exists()
+
+
+def test_version_and_an_unusable_device_leave_no_run_directory(tmp_path, grok, one_line_error):
+    for args in (["--version"], ["train", "--version"]):
+        result = grok(*args, cwd=tmp_path)
+        assert result.returncode == 0 and result.stdout.startswith("grok "), (args, result.stderr)
+    if not torch.cuda.is_available():
+        one_line_error(grok("train", "experiment=smoke", "device=cuda", cwd=tmp_path), "CUDA is not available")
+    assert list(tmp_path.iterdir()) == []
