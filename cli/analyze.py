@@ -1,4 +1,4 @@
-"""`grok analyze`: learning-dynamics metrics for runs trained with diagnostics=on (DIAGNOSTICS.md §2–4, §7).
+"""`grok analyze`: learning-dynamics metrics for runs trained with diagnostics=on (docs/diagnostics.md).
 
     grok analyze runs/qf/depth=6/seed=42                     # per-position/type metrics, fitting, bifurcation, events
     grok analyze --seeds runs/qf/depth=6/seed=*              # + cross-run variability across the seeds

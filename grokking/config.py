@@ -89,7 +89,7 @@ class ProbeConfig:
 
 @dataclass
 class DiagnosticsConfig:
-    enabled: bool = False  # learning-dynamics diagnostics (DIAGNOSTICS.md)
+    enabled: bool = False  # learning-dynamics diagnostics (docs/diagnostics.md)
     n_per_split: int = 2_000  # probe sentences per split (train, val, gen)
     seed: int = 1234  # probe-set seed, fixed across training seeds
     log_start: int = 100  # first log-spaced evaluation step

@@ -2,7 +2,7 @@
 
 wandb is imported only when `logger=wandb`. Its run id is stable per run directory and kept in the
 checkpoint, so a resumed or requeued run continues the same wandb run (online mode; offline wandb cannot
-resume, see ECOSYSTEM.md §2.3 — metrics.jsonl stays complete either way).
+resume, — metrics.jsonl stays complete either way).
 """
 
 from __future__ import annotations

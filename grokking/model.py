@@ -1,8 +1,8 @@
-"""Decoder-only transformer LM, built as the original structural-grokking code trains it (PAPER.md §2).
+"""Decoder-only transformer LM, built as the original structural-grokking code trains it (docs/paper-vs-code.md).
 
 Post-LN blocks, bias-free attention projections, dropout on embeddings / attention probabilities / residual
 branches / FF hidden, xavier-initialised embeddings scaled by sqrt(d) plus fixed sinusoidal positions, and an
-untied output layer with bias. No dead decoder (PAPER.md §7 quirk 19).
+untied output layer with bias. No dead decoder (docs/paper-vs-code.md #19).
 
 Attention uses `scaled_dot_product_attention`. Padding is on the right, so with a causal mask no real query
 ever sees a pad key: the causal mask alone gives the original's causal + key-padding math at every real
@@ -192,7 +192,7 @@ class TransformerLM(nn.Module):
 
 
 def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
-    """Token-level cross entropy summed over real targets and divided by their count (PAPER.md §2.3)."""
+    """Token-level cross entropy summed over real targets and divided by their count (docs/paper-vs-code.md #24)."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100)
 
 

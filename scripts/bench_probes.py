@@ -4,7 +4,7 @@
     python scripts/bench_probes.py --device cuda --full   # also time the whole 10k-sentence Prober call
 
 Both methods run on the same randomly initialised paper-size model (eval mode, fp32) and the same sentences, drawn
-from the run's probe inputs (PAPER.md §5). The naive method is the original's: n(n+1)/2 masked passes per sentence,
+from the run's probe inputs (docs/metrics.md). The naive method is the original's: n(n+1)/2 masked passes per sentence,
 the spans of one sentence batched together (256 per pass), one sentence at a time. Ours packs all start positions
 of many sentences into `probes.batch_size`-row passes. The full probe (norms, attention entropy, SCI charts,
 greedy + CKY trees, tscore, tparseval) is timed on --subset sentences and extrapolated to 10k unless --full.

@@ -1,4 +1,4 @@
-"""Learning-dynamics diagnostics (DIAGNOSTICS.md): per-position surprisal curves on fixed probe sets, candidate
+"""Learning-dynamics diagnostics (docs/diagnostics.md): per-position surprisal curves on fixed probe sets, candidate
 logits at critical positions, and parameter-distribution statistics, recorded on a log + linear schedule during
 training; analysed afterwards by `grok analyze` (grokking.diagnostics.analyze).
 

@@ -1,4 +1,4 @@
-"""Bifurcation onset of a weight tensor's value distribution (DIAGNOSTICS.md §4.2 item 5; project-native rule).
+"""Bifurcation onset of a weight tensor's value distribution (docs/diagnostics.md; project-native rule).
 
 t_bif = the first evaluation at which the bimodality coefficient BC > 5/9 AND Hartigan's dip test rejects
 unimodality at p < 0.01, at that evaluation and at the next two (3 consecutive evaluations, for hysteresis).

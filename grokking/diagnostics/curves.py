@@ -1,4 +1,4 @@
-"""Learning-curve metrics of Chang, Tu & Bergen (2024) as DIAGNOSTICS.md §2.2 restates them, vectorised over many
+"""Learning-curve metrics of Chang, Tu & Bergen (2024) (docs/diagnostics.md), vectorised over many
 curves that share one evaluation grid x_k = log10(step_k) (step 0 is dropped: log 0 is undefined).
 
 - `fit_sigmoids`: the four-parameter logistic f(x) = a + (b − a) / (1 + exp((m − x)/c)) fitted to y = −surprisal by
@@ -10,7 +10,7 @@ curves that share one evaluation grid x_k = log10(step_k) (step 0 is dropped: lo
   better than chance, the fit failed or runs the wrong way, or never reaches y*; x_1 if the whole curve is past y*.
 - `smooth`: the "GAM" is a P-spline (Eilers & Marx): 25 cubic B-splines on equally spaced knots over [x_1, x_T],
   a second-order difference penalty λ·‖Dβ‖², λ chosen per curve by generalised cross-validation over 11 values
-  10⁻³…10³ (the spec's grid). This replaces pyGAM's LinearGAM (not available); DIAGNOSTICS.md §2.3 allows "a cheaper
+  10⁻³…10³ (the spec's grid). This replaces pyGAM's LinearGAM (not available); docs/diagnostics.md; the original analysis allows "a cheaper
   spline smoother with GCV". Its λ scale is this basis's, not pyGAM's.
 - `gam_aoa`: smoothed curve g on a 1,000-point grid over [x_1, x_T]; threshold (1 − p)·chance + p·min g; AoA = the
   first grid point with g ≤ threshold (x_T and never acquired if min g ≥ chance).

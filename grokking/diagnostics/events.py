@@ -1,4 +1,4 @@
-"""Reference events of a run (DIAGNOSTICS.md §7), from metrics.jsonl and the bifurcation analysis.
+"""Reference events of a run (docs/diagnostics.md), from metrics.jsonl and the bifurcation analysis.
 
 - early_stop: step of the best in-domain `val/acc`, first on ties (the report's definition; used by the fitting
   analysis and the figures);

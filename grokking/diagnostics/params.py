@@ -1,4 +1,4 @@
-"""Parameter-distribution statistics per weight tensor (DIAGNOSTICS.md §4.2 items 1–4 and 6; project-native).
+"""Parameter-distribution statistics per weight tensor (docs/diagnostics.md; project-native).
 
 Tensors: every parameter, with the stacked attention projection `attn.qkv.weight` split into its q, k and v
 blocks. Per tensor and evaluation:

@@ -1,4 +1,4 @@
-"""Fixed, hashed probe sets and their per-position metadata (DIAGNOSTICS.md §1.1, §1.2).
+"""Fixed, hashed probe sets and their per-position metadata (docs/diagnostics.md).
 
 Three splits, `train` (the spec's train_probe), `val` (val_id) and `gen` (gen_ood): `n_per_split` sentences each
 (or the whole split), drawn without replacement with `default_rng([cfg.diagnostics.seed, split number])` only, so

@@ -1,4 +1,4 @@
-"""The log-plus-linear diagnostic evaluation schedule (DIAGNOSTICS.md §1.3).
+"""The log-plus-linear diagnostic evaluation schedule (docs/diagnostics.md).
 
 Steps = {0} ∪ {⌈log_start · log_ratio^k⌉ : k ≥ 0} ∪ {multiples of linear_every} ∪ {the last step}, restricted to
 [0, total]. The log part makes early learning dense (age of acquisition is fitted on log10 step); the linear part

@@ -1,4 +1,4 @@
-"""On-disk layout of a run's diagnostics (DIAGNOSTICS.md §1.4, §8) and its crash/resume-safe bookkeeping.
+"""On-disk layout of a run's diagnostics (docs/diagnostics.md) and its crash/resume-safe bookkeeping.
 
     diagnostics/meta.json, probes.json, positions.csv, critical.npz   probe sets (written once)
     diagnostics/evals.csv                       eval_idx, step, lr, wall_time (unix s), record_s, weight_norm

@@ -1,5 +1,5 @@
 """Per-position surprisal (bits) and candidate logits at critical positions, from one no-grad forward pass per
-batch of probe sentences (DIAGNOSTICS.md §2.3).
+batch of probe sentences (docs/diagnostics.md).
 
 s(w_t) = −log2 p(w_t | [SOS] w_<t), computed in float32 from the log-softmax over the full output vocabulary.
 """

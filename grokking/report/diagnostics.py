@@ -1,4 +1,4 @@
-"""Report figures for runs trained with diagnostics=on (DIAGNOSTICS.md §2.3 and §4.2 plots), one set per run:
+"""Report figures for runs trained with diagnostics=on (docs/diagnostics.md), one set per run:
 
     diag_<run>_heatmap.png       per-position surprisal (rows, sorted by smoothed-curve AoA) over log step, per probe
                                  split, under the ID/OOD accuracy curves; early stopping and grokking step marked
@@ -236,7 +236,7 @@ def diagnostics_section(runs: list[Run], out: Path, threshold: float) -> tuple[l
     if not chosen:
         return [], []
     blocks: list[Block] = [Heading("Learning-dynamics diagnostics"), Paragraph(
-        "Runs trained with diagnostics=on (DIAGNOSTICS.md); metrics from `grok analyze` in "
+        "Runs trained with diagnostics=on (docs/diagnostics.md); metrics from `grok analyze` in "
         "<run>/diagnostics/analysis/. t_bif: first of 3 consecutive evaluations with bimodality coefficient > 5/9 "
         "and dip-test p < 0.01 (earliest tensor per group).")]
     figures: list[Path] = []

@@ -1,4 +1,5 @@
-"""The paper's published numbers that a report puts beside ours, each with the PAPER.md section it comes from.
+"""The paper's published numbers that a report puts beside ours, each with where it comes from
+(docs/metrics.md, "Published numbers").
 
 Accuracies and gaps are fractions in [0, 1]. Keys are (task, depth) unless stated otherwise.
 """
@@ -11,16 +12,16 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Published:
     value: float
-    source: str  # PAPER.md section (and the figure or table it comes from)
+    source: str  # the figure, table or text it comes from
     qualifier: str = ""  # "<" or "≈" when the paper gives a bound or a reading off a figure
 
 
-FIG2 = "§6.2 (Fig 2, hand-drawn Δ markers)"
-FIG2_MEANS = "§6.2 (released CSVs, mean of 10 seeds)"
-TEXT_31 = "§6.1 (P §3.1 text)"
-FIG3A = "§6.3 (Fig 3a, criterion unknown)"
-RELEASED_LOGS = "§6.2 / §7 #27 (released 10-seed logs)"
-FIG3B = "§6.4 (Fig 3b / Fig 4, released SCI data, 10 seeds)"
+FIG2 = "Fig 2, hand-drawn Δ markers"
+FIG2_MEANS = "released logs, mean of seeds 42…132"
+TEXT_31 = "the paper's §3.1 text"
+FIG3A = "Fig 3a, success criterion unstated"
+RELEASED_LOGS = "released 10-seed logs (docs/paper-vs-code.md #27)"
+FIG3B = "Fig 3b / Fig 4, released probe data, 10 seeds"
 
 # Δ = in-domain − OOD accuracy at early stopping and at the end of training, at each task's best depth.
 DELTA_EARLY_STOPPING = {
@@ -51,7 +52,7 @@ SUCCESS_FRACTION = {
     **{("qf", d): Published(v, FIG3A) for d, v in zip((2, 4, 6, 8, 10), (0.0, 0.2, 0.8, 0.4, 0.1), strict=True)},
     **{("ti", d): Published(v, FIG3A) for d, v in zip((2, 4, 6, 8, 10), (0.0, 0.7, 0.2, 0.0, 0.0), strict=True)},
 }
-# The same fraction recomputed from the released logs, under both criteria (PAPER.md §7 quirk 27).
+# The same fraction recomputed from the released logs, under both criteria (docs/paper-vs-code.md #27).
 RELEASED_SUCCESS_FINAL = {("qf", 6): Published(0.9, RELEASED_LOGS), ("ti", 4): Published(0.8, RELEASED_LOGS)}
 RELEASED_SUCCESS_EVER = {("qf", 6): Published(1.0, RELEASED_LOGS), ("ti", 4): Published(0.9, RELEASED_LOGS)}
 

@@ -78,7 +78,7 @@ def definitions(threshold: float) -> Bullets:
         "Δ on the seed-mean curves (early stopping = best mean in-domain accuracy), as the paper's Fig 2 does.",
         f"grokking step: the first evaluation from which OOD accuracy ≥ {t} at it and at every later evaluation.",
         f"success 'final': the last OOD accuracy > {t}; success 'ever': the largest OOD accuracy > {t}. The paper "
-        "says 'eventually crosses 80%' without saying which (PAPER.md §6.3, §7 #27), so both are shown.",
+        "says 'eventually crosses 80%' without saying which (docs/paper-vs-code.md #27), so both are shown.",
         "sd is the sample standard deviation over seeds (ddof=1). Unfinished runs are included with the last step "
         "they logged, so their 'end', grokking step and success are provisional; failed runs are left out of "
         "means and fractions and listed below.",
@@ -223,18 +223,18 @@ def report_blocks(root: Path, runs: list[Run], groups: Groups, threshold: float,
                            "mean ± sd over seeds; Δ on the mean curves at early stopping (o) and the end (□); "
                            f"dotted line at {threshold:.0%}.") for path in curve_figures]
     blocks += [Heading("OOD accuracy at early stopping vs at the end", 3), fig2_table(summaries),
-               Paragraph(f"Paper columns (PAPER.md): ¹ {published.TEXT_31}, an upper bound; ² {published.FIG2_MEANS}; "
+               Paragraph(f"Paper columns (docs/metrics.md, published numbers): ¹ {published.TEXT_31}, an upper bound; ² {published.FIG2_MEANS}; "
                          f"³ {published.FIG2}, read off the seed-mean curves (§4.5).")]
     blocks += [Heading("Grokking step and success by depth (Fig 3a style)")]
     if success_figure:
         blocks.append(Image(success_figure, f"fraction of seeds with OOD accuracy > {threshold:g}, at the final "
                                             "step (solid) and ever (hatched); black ticks: the paper's Fig 3a."))
     blocks += [success_table(summaries, threshold),
-               Paragraph(f"Paper columns (PAPER.md): ¹ {published.FIG3A}; ² {published.RELEASED_LOGS}.")]
+               Paragraph(f"Paper columns (docs/metrics.md, published numbers): ¹ {published.FIG3A}; ² {published.RELEASED_LOGS}.")]
     if probe_figures:
         blocks += [Heading("Probe dynamics (Fig 3b / Fig 4 style)")]
         blocks += [Image(path, f"{Path(path).stem.removeprefix('probes_')}: probes by depth, mean ± sd over "
                                "seeds; dashed line on t_parseval: right-branching baseline.") for path in probe_figures]
-        blocks += [probes_table(groups), Paragraph(f"Paper columns (PAPER.md): ¹ {published.FIG3B}.")]
+        blocks += [probes_table(groups), Paragraph(f"Paper columns (docs/metrics.md, published numbers): ¹ {published.FIG3B}.")]
     blocks += [Heading("Per-run results"), per_run_table(summaries, threshold)]
     return blocks

@@ -1,4 +1,4 @@
-"""The numbers a report is made of, as pure functions of metric records (PAPER.md §4.5, §6.2, §6.3).
+"""The numbers a report is made of, as pure functions of metric records (docs/metrics.md).
 
 Definitions (accuracies are fractions in [0, 1]; `threshold` is 0.8 unless the user asks otherwise):
 - early stopping: the first evaluation with the best in-domain accuracy (`val/acc`) among evaluations that
@@ -25,7 +25,7 @@ from grokking.runfiles import Curve, curve, first_argmax, grokking_step
 
 @dataclass(frozen=True)
 class AccuracyPair:
-    """An in-domain / OOD metric pair; Dyck logs a second, filtered pair (PAPER.md §4.3, §7 #9)."""
+    """An in-domain / OOD metric pair; Dyck logs a second, filtered pair (docs/metrics.md, docs/paper-vs-code.md #9)."""
 
     label: str
     val: str
@@ -143,7 +143,7 @@ def mean_curve(curves: list[Curve]) -> MeanCurve:
 
 
 def mean_curve_gap(val: MeanCurve, gen: MeanCurve) -> Gap | None:
-    """Early stopping and Δ read off the seed-mean curves, as the paper's Fig 2 does (PAPER.md §4.5)."""
+    """Early stopping and Δ read off the seed-mean curves, as the paper's Fig 2 does (docs/metrics.md)."""
     both, i_val, i_gen = np.intersect1d(val.steps, gen.steps, return_indices=True)
     return gap(both, val.mean[i_val], gen.mean[i_gen])
 

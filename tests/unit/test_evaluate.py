@@ -1,4 +1,4 @@
-"""The paper's accuracy metrics (PAPER.md §4) on hand-built examples, scored with an oracle LM whose every
+"""The paper's accuracy metrics (docs/metrics.md) on hand-built examples, scored with an oracle LM whose every
 next-token prediction is scripted, so each expected accuracy is known exactly."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The LM matches the original architecture (PAPER.md §2) and its fused attention matches explicit attention."""
+"""The LM matches the original architecture (docs/paper-vs-code.md) and its fused attention matches explicit attention."""
 
 import math
 
@@ -16,7 +16,7 @@ def make(**overrides) -> TransformerLM:
 
 def test_parameter_count_matches_the_papers_arithmetic():
     model = TransformerLM(ModelShape(vocab_size=71, n_layers=6))  # QF: 69 tokens + EOS + SOS
-    expected = 6 * 3_150_336 + 512 * 71 + 513 * 71  # PAPER.md §2.2, no dead decoder
+    expected = 6 * 3_150_336 + 512 * 71 + 513 * 71  # 8 heads, FF 2048, no dead decoder: docs/paper-vs-code.md #1, #2, #19
     assert sum(p.numel() for p in model.parameters()) == expected
 
 

@@ -1,4 +1,4 @@
-"""LR schedule (PAPER.md §3) and the (seed, epoch)-derived data order that makes resume exact."""
+"""LR schedule (docs/paper-vs-code.md #5) and the (seed, epoch)-derived data order that makes resume exact."""
 
 from types import SimpleNamespace
 
