@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import sys
 from collections.abc import Iterator
 
@@ -30,6 +31,10 @@ def one_line(exc: BaseException) -> str:
     text = str(deepest).strip() or str(exc).strip() or type(exc).__name__
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     message = lines[0]
+    if any(ln.startswith("Available options in") for ln in lines):  # Hydra: an unknown group option
+        start = next(i for i, ln in enumerate(lines) if ln.startswith("Available options in"))
+        options = list(itertools.takewhile(lambda ln: ":" not in ln, lines[start + 1:]))
+        message = f"{message}; choose one of {', '.join(options)}"
     full_key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key:")), "")
     if full_key and full_key not in message:
         message = f"{full_key}: {message}"

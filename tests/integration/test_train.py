@@ -186,7 +186,7 @@ def test_a_second_process_on_a_busy_run_directory_is_refused(tmp_path, grok, dat
 @pytest.mark.parametrize(("override", "message"), [
     ("depth=0", "depth must be positive"),
     ("depth=abc", "could not be converted to Integer"),
-    ("task=xyz", "Could not find 'task/xyz'"),
+    ("task=xyz", "Could not find 'task/xyz'; choose one of dyck, qf, ti"),
     ("train.steps=-5", "train.steps must be >= 0"),
     ("train.batch_size=5000", "larger than the training set"),
     ("dpeth=6", "Key 'dpeth' not in"),
