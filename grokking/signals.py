@@ -1,10 +1,11 @@
 """Signals during a training run: SIGTERM / SIGUSR2 (preemption; SLURM's warning) and SIGINT (Ctrl-C).
 
-The handlers go in at the start of `train()`, before anything is written. During start-up a signal stops the
-run at once (it raises `Preempted`, and the trainer records a truthful status.json). Once the loop runs
-(`defer()`), a signal only sets a flag that the loop checks at step boundaries, where it saves and stops; a
-second Ctrl-C aborts at once (KeyboardInterrupt). Handlers that were there before ours (submitit's requeue
-handler among them) run after our checkpoint and status are written (`chain()`).
+The handlers go in at the start of `train()`, before anything is written. A signal only sets a flag: start-up
+checks it between its stages (`check_start_up()`: stop before training, with a truthful status.json) and the
+loop at every step boundary, where it saves and stops. Raising from the handler instead could land in a
+destructor or a `finally`, where Python prints and drops the exception. A second Ctrl-C aborts at once
+(KeyboardInterrupt). Handlers that were there before ours (submitit's requeue handler among them) run after our
+checkpoint and status are written (`chain()`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ class Preempted(GrokError):
 class TrainingSignals:
     def __init__(self) -> None:
         self.signum: int | None = None
-        self.deferred = False
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> TrainingSignals:
@@ -46,19 +46,17 @@ class TrainingSignals:
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum else ""
 
-    def defer(self) -> None:
-        """From now on a signal is a flag for the loop (checked at step boundaries), not an exception."""
-        self.deferred = True
+    def check_start_up(self) -> None:
+        """Stop before training if a signal came during start-up."""
+        if self.signum is not None:
+            raise Preempted(f"{self.name} received during start-up, before any training step; re-run the same "
+                            "command to resume", self.signum)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
-            return
-        self.signum = signum
-        if not self.deferred:
-            raise Preempted(f"{self.name} received during start-up, before any training step; re-run the same "
-                            "command to resume", signum)
+        if self.signum is None:
+            self.signum = signum
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
 
     def chain(self) -> None:
         """Run the handler ours replaced for the signal received (e.g. submitit's: requeue the job, then exit)."""

@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import shutil
-import signal
 import time
 from typing import Any
 
@@ -22,49 +20,20 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from grokking.checkpoint import load_resume_state, save_latest, save_snapshot, snapshot_path
 from grokking.config import validate
-from grokking.errors import ConfigError, GrokError, RunDirError, TrainingFailed
+from grokking.console import startup_block, summary
+from grokking.errors import ConfigError, DataError, GrokError, RunDirError, TrainingFailed, WriteError
 from grokking.evaluate import evaluate
 from grokking.loggers import MetricsLogger, stable_run_id
 from grokking.model import build_model
-from grokking.rundir import RunDir, changed_training_keys, config_hash, now
+from grokking.rundir import RunDir, changed_training_keys, config_hash
+from grokking.runfiles import os_error_in, read_metrics
+from grokking.signals import Preempted, TrainingSignals
 
 log = logging.getLogger("grokking.train")
-PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
-
-
-class Preempted(GrokError):
-    """Stopped by SIGTERM/SIGUSR2 after saving; re-running the same command resumes."""
-
-    exit_code = 75  # EX_TEMPFAIL: try again
-
-
-class PreemptionFlag:
-    """Turns SIGTERM/SIGUSR2 into a flag checked at step boundaries; remembers the handlers it replaced
-    (submitit's requeue handler among them) so they can run after our checkpoint is safely written."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> PreemptionFlag:
-        for sig in PREEMPT_SIGNALS:
-            self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def chain(self) -> None:
-        handler = self.previous.get(self.signum)
-        if callable(handler):
-            handler(self.signum, None)
 
 
 def pick_device(name: str) -> torch.device:
@@ -135,22 +104,35 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
-def archive_previous(run_dir: RunDir) -> None:
-    """force=true: move the old run's files aside (never delete what a run wrote)."""
-    names = ("ckpt", "metrics.jsonl", "train_log.jsonl", "status.json", "meta.json", "config.yaml", "train.log",
-             "probe_sample.json", "probes.jsonl", "diagnostics")
-    present = [n for n in names if (run_dir.path / n).exists()]
-    if not present:
-        return
-    target = run_dir.path / "archive" / now().replace(":", "-")
-    target.mkdir(parents=True)
-    for name in present:
-        shutil.move(str(run_dir.path / name), str(target / name))
-    log.info("force=true: previous run files moved to %s", target)
+def check_data(cfg: DictConfig, data) -> None:
+    """Refuse data that cannot be trained on faithfully: an empty split (e.g. an empty file under data.source
+    would log made-up zero metrics), a training set smaller than a batch, sequences longer than model.max_len."""
+    empty = [name for name in ("train", "val", "gen") if not getattr(data, name)]
+    if empty:
+        where = f"data.source={cfg.data.source}" if cfg.data.source else str(data.directory)
+        raise DataError(f"empty {'/'.join(empty)} split in {where}")
+    if cfg.train.batch_size > len(data.train):
+        raise ConfigError(f"train.batch_size ({cfg.train.batch_size}) is larger than the training set "
+                          f"({len(data.train)})")
+    longest = max(len(e.tokens) for split in (data.train, data.val, data.gen) for e in split) + 1  # + <sos>/<eos>
+    if longest > cfg.model.max_len:
+        raise ConfigError(f"model.max_len ({cfg.model.max_len}) is shorter than the longest sequence of the data "
+                          f"({longest} tokens with <sos>/<eos>)")
+
+
+class RunLogHandler(logging.FileHandler):
+    """train.log: a convenience copy of the log. A failed write is dropped, not printed as a traceback; the
+    failure surfaces on one line through the next metrics, status or checkpoint write."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
 
 
 def attach_file_log(run_dir: RunDir) -> logging.Handler:
-    handler = logging.FileHandler(run_dir.path / "train.log")
+    try:
+        handler = RunLogHandler(run_dir.path / "train.log")
+    except OSError as exc:
+        raise WriteError(f"cannot write {run_dir.path / 'train.log'}: {exc.strerror or exc}") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("grokking").addHandler(handler)
     logging.getLogger("grokking").setLevel(logging.INFO)
@@ -160,37 +142,68 @@ def attach_file_log(run_dir: RunDir) -> logging.Handler:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (or resume, or skip if finished) the run described by `cfg`; returns its last metrics."""
     validate(cfg)
-    run_dir = RunDir(cfg.run_dir)
-    run_dir.create()
-    run_dir.lock()
+    pick_device(cfg.device)  # an unusable device fails before anything is written
+    with TrainingSignals() as signals:  # from here on a signal ends the run with a truthful status
+        run_dir = RunDir(cfg.run_dir)
+        run_dir.create()
+        run_dir.lock()
+        try:
+            return start(cfg, run_dir, signals)
+        finally:
+            run_dir.release()
+
+
+def start(cfg: DictConfig, run_dir: RunDir, signals: TrainingSignals) -> dict[str, Any]:
+    """Skip a finished run (refusing a changed training config), or archive the old run (force=true,
+    resume=never), then train."""
+    status = run_dir.status()
+    archived = run_dir.archive() if cfg.force or cfg.resume == "never" else None
     handler = attach_file_log(run_dir)
     try:
-        status = run_dir.status()
-        if cfg.force:
-            archive_previous(run_dir)
+        if archived:
+            log.info("%s: previous run files moved to %s", "force=true" if cfg.force else "resume=never", archived)
         elif status and status["status"] == "done" and status["step"] >= cfg.train.steps:
-            log.info("%s is already done (step %d); force=true retrains it", run_dir.path, status["step"])
-            print(f"grok: {run_dir.path} is already done at step {status['step']} (force=true retrains it)")
+            if cfg.resume != "force":
+                refuse_changed_config(run_dir, cfg)
+            log.info("grok: %s is already done at step %d (force=true retrains it)\n%s", run_dir.path,
+                     status["step"], summary(read_metrics(run_dir.metrics_file)[0], cfg.run_dir, status["step"]))
             return {"step": status["step"], "status": "done"}
-        run_dir.snapshots.mkdir(parents=True, exist_ok=True)
-        return Trainer(cfg, run_dir).run()
+        last = Trainer(cfg, run_dir, status).run(signals)
+        log.info(summary(read_metrics(run_dir.metrics_file)[0], cfg.run_dir, last["step"]))
+        return last
     finally:
         logging.getLogger("grokking").removeHandler(handler)
         handler.close()
-        run_dir.release()
+
+
+def refuse_changed_config(run_dir: RunDir, cfg: DictConfig, saved_hash: str | None = None) -> None:
+    """RunDirError naming the changed training keys if the run in `run_dir` was trained with another config
+    (by its checkpoint's config hash when given, else by its config.yaml)."""
+    saved_cfg = run_dir.path / "config.yaml"
+    diff = changed_training_keys(OmegaConf.load(saved_cfg), cfg) if saved_cfg.exists() else []
+    if diff or (saved_hash is not None and saved_hash != config_hash(cfg)):
+        raise RunDirError(f"{run_dir.path} holds a run with a different training config "
+                          f"({', '.join(diff[:6]) or 'config hash differs'}); use resume=force to continue it "
+                          f"anyway, force=true to start over, or another tag=/run_dir=")
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig, run_dir: RunDir):
-        from grokking.data import load_task_data
-
+    def __init__(self, cfg: DictConfig, run_dir: RunDir, status: dict[str, Any] | None):
         self.cfg, self.run_dir = cfg, run_dir
         self.step = 0
+        # the step of the checkpoint on disk, which every status.json reports (until restore(): the last known)
+        self.saved_step = status["step"] if status and isinstance(status.get("step"), int) else 0
+        self.preempted: str | None = None
+
+    def prepare(self) -> None:
+        """Data, model, optimizer and batch order (the slow part of start-up)."""
+        from grokking.data import load_task_data
+
+        cfg, run_dir = self.cfg, self.run_dir
+        run_dir.snapshots.mkdir(parents=True, exist_ok=True)
         self.device = pick_device(cfg.device)
         self.data = load_task_data(cfg)
-        if cfg.train.batch_size > len(self.data.train):
-            raise ConfigError(f"train.batch_size ({cfg.train.batch_size}) is larger than the training set "
-                              f"({len(self.data.train)})")
+        check_data(cfg, self.data)
         seed_everything(cfg.seed, cfg.deterministic)
         self.model = build_model(cfg.model, self.data.vocab.size).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=0.0, betas=tuple(cfg.optim.betas),
@@ -202,7 +215,7 @@ class Trainer:
         self.run_id = stable_run_id(run_dir)
         self.hash = config_hash(cfg)
         self.segment_start = time.perf_counter()
-        self.preempted: str | None = None
+        self.resumed_from: str | None = None  # the checkpoint file this segment resumed from
         self.window_sums: list[torch.Tensor] = []  # loss/grad-norm sums since the last log line and eval
         self.resumed_sums: list[list[float]] | None = None
         self.diagnostics = None
@@ -215,7 +228,8 @@ class Trainer:
     def restore(self) -> None:
         state, source = (None, "") if self.cfg.resume == "never" else load_resume_state(self.run_dir.ckpt)
         if state is None:
-            self.run_dir.truncate_after(0)  # log lines of a segment that died before its first checkpoint
+            self.saved_step = 0
+            self.run_dir.truncate_after(-1)  # log lines of a segment that died before its first checkpoint
             save_snapshot(self.model.state_dict(), 0, self.run_dir.ckpt / "init.pt")
             if self.diagnostics is not None:
                 self.diagnostics.truncate_after(-1)
@@ -223,13 +237,9 @@ class Trainer:
             return
         saved_hash = state.get("config_hash")
         if saved_hash is not None and saved_hash != self.hash and self.cfg.resume != "force":
-            saved_cfg = self.run_dir.path / "config.yaml"
-            diff = changed_training_keys(OmegaConf.load(saved_cfg), self.cfg) if saved_cfg.exists() else []
-            raise RunDirError(f"{self.run_dir.path} holds a run with a different training config "
-                              f"({', '.join(diff[:6]) or 'config hash differs'}); use resume=force to continue it "
-                              f"anyway, force=true to start over, or another tag=/run_dir=")
+            refuse_changed_config(self.run_dir, self.cfg, saved_hash)
         self.model.load_state_dict(state["model"])
-        self.step = int(state["step"])
+        self.step = self.saved_step = int(state["step"])
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
             restore_rng(state["rng"], self.device)
@@ -240,6 +250,7 @@ class Trainer:
         if self.diagnostics is not None:
             self.diagnostics.truncate_after(self.step)
         log.info("resuming %s from %s at step %d", self.run_dir.path, source, self.step)
+        self.resumed_from = source
 
     def save(self) -> None:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
@@ -247,23 +258,30 @@ class Trainer:
                  "run_id": self.run_id, "config_hash": self.hash, "elapsed_s": self.elapsed(),
                  "window_sums": [w.tolist() for w in self.window_sums]}
         save_latest(state, self.run_dir.ckpt)
+        self.saved_step = self.step
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.segment_start
 
     # -- the loop --------------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self, signals: TrainingSignals) -> dict[str, Any]:
+        """Start up, train, and always leave a status.json: done, preempted (a signal) or failed (the reason)."""
         cfg, run_dir = self.cfg, self.run_dir
-        self.restore()
-        run_dir.save_config(cfg)
-        run_dir.write_meta(cfg, str(self.device), {"run_id": self.run_id, "resumed_at_step": self.step,
-                                                   "parameters": sum(p.numel() for p in self.model.parameters())})
-        run_dir.write_status("running", self.step)
-        logger = MetricsLogger(cfg, run_dir, self.run_id)
-        outcome, reason, last = "failed", "unexpected exit", {}
+        outcome, reason, last, logger = "failed", "unexpected exit", {}, None
         try:
-            with PreemptionFlag() as preemption:
-                last = self.loop(logger, preemption)
+            self.prepare()
+            signals.check_start_up()
+            self.restore()
+            run_dir.save_config(cfg)
+            parameters = sum(p.numel() for p in self.model.parameters())
+            run_dir.write_meta(cfg, str(self.device), {"run_id": self.run_id, "resumed_at_step": self.step,
+                                                       "parameters": parameters})
+            log.info(startup_block(cfg, str(self.device), parameters, self.resumed_from, self.step))
+            run_dir.write_status("running", self.saved_step)
+            logger = MetricsLogger(cfg, run_dir, self.run_id)
+            signals.check_start_up()
+            with logging_redirect_tqdm():  # log lines go above the bar
+                last = self.loop(logger, signals)
             outcome, reason = "done", None
             return last
         except Preempted as exc:
@@ -273,17 +291,39 @@ class Trainer:
             reason = str(exc)
             raise
         except KeyboardInterrupt:
-            outcome, reason = "preempted", "interrupted (KeyboardInterrupt); re-run the command to resume"
+            outcome, reason = "preempted", (f"interrupted twice (SIGINT), stopped without saving; re-run the same "
+                                            f"command to resume from step {self.saved_step}")
             raise
+        except Exception as exc:
+            cause = os_error_in(exc)
+            if cause is None:
+                reason = f"{type(exc).__name__}: {exc}"
+                raise
+            error = WriteError(f"{cause.filename or 'I/O'}: {cause.strerror or cause}")
+            reason = str(error)
+            raise error from None
         except BaseException as exc:  # includes submitit's SystemExit after it requeued a preempted job
             outcome, reason = ("preempted", self.preempted) if self.preempted else ("failed", f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            run_dir.write_status(outcome, self.step, reason)
-            logger.close(0 if outcome == "done" else 1)
-            log.info("%s: %s at step %d%s", run_dir.path, outcome, self.step, f" ({reason})" if reason else "")
+            self.finish(outcome, reason, logger, signals)
 
-    def loop(self, logger: MetricsLogger, preemption: PreemptionFlag) -> dict[str, Any]:
+    def finish(self, outcome: str, reason: str | None, logger: MetricsLogger | None, signals: TrainingSignals) -> None:
+        """Record the outcome at the step of the checkpoint on disk; then let a replaced handler act on the signal
+        (submitit requeues the job). A status that cannot be written is logged, not raised over the real error."""
+        try:
+            self.run_dir.write_status(outcome, self.saved_step, reason)
+        except WriteError as exc:
+            if outcome == "done":
+                raise
+            log.warning("%s (the run %s: %s)", exc, outcome, reason)
+        if logger is not None:
+            logger.close(0 if outcome == "done" else 1)
+        log.info("%s: %s at step %d%s", self.run_dir.path, outcome, self.saved_step, f" ({reason})" if reason else "")
+        if outcome == "preempted" and signals.signum:
+            signals.chain()
+
+    def loop(self, logger: MetricsLogger, preemption: TrainingSignals) -> dict[str, Any]:
         cfg, tcfg = self.cfg, self.cfg.train
         model = self.model
         compute_loss = torch.compile(model.loss) if cfg.compile else model.loss
@@ -300,6 +340,8 @@ class Trainer:
                    desc=f"{cfg.task.name} d{cfg.depth} s{cfg.seed}")
         plain_lines = bar.disable
         try:
+            if self.step == 0:
+                last = self.evaluation(logger, prober, {})
             while self.step < tcfg.steps:
                 inputs, targets = (t.to(self.device, non_blocking=True) for t in self.batches.batch(self.step))
                 lr = learning_rate(self.step, cfg.optim)
@@ -337,18 +379,10 @@ class Trainer:
                 if self.step % tcfg.eval_every == 0 or self.step == tcfg.steps:
                     mean_loss, mean_norm = (eval_window / eval_steps).tolist()
                     self.check_finite(mean_loss)
-                    last = {"step": self.step, "epoch": self.batches.epoch_of(self.step),
-                            "elapsed_s": round(self.elapsed(), 2), "train/loss": mean_loss, "train/lr": lr,
-                            "train/grad_norm": mean_norm}
-                    last.update(evaluate(model, self.data, cfg.task, tcfg.eval_batch_size, self.device, cfg.seed,
-                                         self.step))
-                    if prober is not None and self.step % tcfg.probe_every == 0:
-                        last.update(prober(model, self.step))
-                    logger.log_eval(last)
+                    last = self.evaluation(logger, prober, {"train/loss": mean_loss, "train/lr": lr,
+                                                            "train/grad_norm": mean_norm})
                     eval_window.zero_()
                     eval_steps = 0
-                    log.info("step %d: " + " ".join(f"{k}={v:.4f}" for k, v in last.items()
-                                                    if k.endswith("acc") and v is not None), self.step)
 
                 if tcfg.snapshot_every and self.step % tcfg.snapshot_every == 0:
                     save_snapshot(model.state_dict(), self.step, snapshot_path(self.run_dir.ckpt, self.step))
@@ -357,11 +391,9 @@ class Trainer:
                         self.check_finite(float(loss.detach()))
                     self.save()
                 if preemption.signum:
-                    self.preempted = (f"{signal.Signals(preemption.signum).name} received; saved step {self.step} "
+                    self.preempted = (f"{preemption.name} received; saved step {self.step} "
                                       f"to {self.run_dir.ckpt}/latest.pt; re-run the same command to resume")
-                    self.run_dir.write_status("preempted", self.step, self.preempted)
-                    preemption.chain()  # e.g. submitit's handler: requeue the job, then exit
-                    raise Preempted(self.preempted)
+                    raise Preempted(self.preempted, preemption.signum)
             if self.step == 0 or not (self.run_dir.ckpt / "latest.pt").exists():
                 self.save()
             if self.diagnostics is not None:
@@ -369,6 +401,20 @@ class Trainer:
         finally:
             bar.close()
         return last
+
+    def evaluation(self, logger: MetricsLogger, prober, train_stats: dict[str, float]) -> dict[str, Any]:
+        """Evaluate (and probe, on the probe cadence) at the current step; log and return the record."""
+        tcfg = self.cfg.train
+        record = {"step": self.step, "epoch": self.batches.epoch_of(self.step), "elapsed_s": round(self.elapsed(), 2),
+                  **train_stats}
+        record.update(evaluate(self.model, self.data, self.cfg.task, tcfg.eval_batch_size, self.device, self.cfg.seed,
+                               self.step))
+        if prober is not None and self.step % tcfg.probe_every == 0:
+            record.update(prober(self.model, self.step))
+        logger.log_eval(record)
+        log.info("step %d: " + " ".join(f"{k}={v:.4f}" for k, v in record.items()
+                                        if k.endswith("acc") and v is not None), self.step)
+        return record
 
     def check_finite(self, value: float) -> None:
         if not math.isfinite(value):

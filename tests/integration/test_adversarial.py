@@ -1,0 +1,342 @@
+"""Adversarial input and faults: every bad input is one `grok: error:` line with its exit code and no traceback;
+corrupt checkpoints are detected, moved aside and never rotated over a good one; write failures, malformed log
+lines and signals during start-up leave a truthful status.json."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import GROK, wait_for_step
+
+from cli.main import main as grok_main
+from grokking.checkpoint import FULL_KEYS, save_latest, verify
+from grokking.runfiles import read_lines
+
+FAST = ["task.steps=20", "task.eval_every=10", "train.save_every=10", "train.log_every=5", "probes.enabled=false"]
+
+BAD_INPUT = [
+    # grok train: every numeric knob, checked before anything is created
+    (["train", "seed=-5"], "seed must be >= 0"),
+    (["train", "data.seed=-1"], "data.seed must be >= 0"),
+    (["train", "optim.betas=[2,0.5]"], "optim.betas must be two numbers in [0, 1)"),
+    (["train", "optim.betas=[0.9]"], "optim.betas must be two numbers"),
+    (["train", "optim.betas=[0.9,0.99,0.5]"], "optim.betas must be two numbers"),
+    (["train", "optim.eps=-1"], "optim.eps must be positive"),
+    (["train", "optim.eps=0"], "optim.eps must be positive"),
+    (["train", "optim.lr=nan"], "optim.lr must be a finite number"),
+    (["train", "optim.lr=inf"], "optim.lr must be a finite number"),
+    (["train", "optim.lr=0"], "optim.lr must be positive"),
+    (["train", "optim.weight_decay=-0.1"], "optim.weight_decay must be >= 0"),
+    (["train", "optim.grad_clip=nan"], "optim.grad_clip must be a finite number"),
+    (["train", "optim.warmup_steps=-1"], "optim.warmup_steps must be >= 0"),
+    (["train", "optim.decay_horizon=5"], "optim.decay_horizon must exceed optim.warmup_steps"),
+    (["train", "model.dropout=1.0"], "model.dropout must be in [0, 1)"),
+    (["train", "model.attn_dropout=-0.1"], "model.attn_dropout must be in [0, 1)"),
+    (["train", "model.n_heads=7"], "must be divisible by model.n_heads"),
+    (["train", "model.max_len=0"], "model.max_len must be positive"),
+    (["train", "train.batch_size=0"], "train.batch_size must be positive"),
+    (["train", "train.log_every=0"], "train.log_every must be positive"),
+    (["train", "train.snapshot_every=-1"], "train.snapshot_every must be >= 0"),
+    (["train", "depth=-2"], "depth must be positive"),
+    (["train", "precision=fp16"], "precision must be fp32 or bf16"),
+    (["train", "resume=sometimes"], "resume must be auto, force or never"),
+    (["train", "logger.mode=loud"], "logger.mode must be online, offline or disabled"),
+    (["train", "diagnostics.log_ratio=1.0"], "diagnostics.log_ratio must be > 1"),
+    (["train", "diagnostics.n_per_split=0"], "diagnostics.n_per_split must be positive"),
+    (["train", "probes.sample_seed=-1"], "probes.sample_seed must be >= 0"),
+    (["train", "task.n_val=0"], "task.n_val must be positive"),
+    (["train", "seed=abc"], "could not be converted to Integer"),
+    (["train", "--cfg"], "--cfg needs a value"),
+    (["train", "-m", "seed=range(0)"], "the sweep has no jobs"),
+    (["train", "-m", "depth=2,0"], "depth must be positive"),
+    # grok data
+    (["data", "data.seed=-3"], "data.seed must be >= 0"),
+    (["data", "--bogus"], "grok data takes config overrides only"),
+    # grok status
+    (["status"], "the following arguments are required: dir"),
+    (["status", ".", "--bogus"], "unrecognized arguments: --bogus"),
+    (["status", "no/such/dir"], "no such directory"),
+    (["status", ".", "--sweep", "nosuch"], "no sweep preset 'nosuch'"),
+    (["status", ".", "seed=range(0)"], "the sweep has no jobs"),
+    # grok probe
+    (["probe"], "the following arguments are required: run_dir"),
+    (["probe", ".", "--bogus"], "unrecognized arguments: --bogus"),
+    (["probe", "no/such/run"], "no run directory"),
+    (["probe", ".", "--device", "warp"], "unknown device 'warp'"),
+    # grok sweep
+    (["sweep"], "missing action"),
+    (["sweep", "frobnicate"], "unknown action 'frobnicate'"),
+    (["sweep", "emit"], "nothing to emit"),
+    (["sweep", "emit", "nosuch"], "no sweep preset 'nosuch'"),
+    (["sweep", "emit", "seed=range(0)"], "the sweep has no jobs"),
+    (["sweep", "emit", "smoke", "depth=0"], "depth must be positive"),
+    (["sweep", "emit", "--bogus"], "unrecognized arguments: --bogus"),
+    # grok report / analyze / unknown subcommand
+    (["report"], "the following arguments are required: dir"),
+    (["report", "no/such/dir"], "no such directory"),
+    (["report", ".", "--threshold", "2"], "--threshold must be in (0, 1]"),
+    (["analyze"], "give one run directory"),
+    (["frobnicate"], "unknown subcommand 'frobnicate'"),
+]
+
+
+def smoke_args(argv: list[str]) -> list[str]:
+    """Config overrides get the tiny smoke experiment, so only the bad value can fail."""
+    if argv[0] in ("train", "data") and not any(a.startswith("-") and a != "-m" for a in argv[1:]):
+        return [argv[0], "experiment=smoke", *argv[1:]]
+    return argv
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        code = grok_main(smoke_args(argv))
+        raise SystemExit(code)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("grok: error: ") and message in lines[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+# -- helpers for the fault tests ---------------------------------------------------------------------------
+def train_args(data_dir: Path, *extra: str) -> list[str]:
+    return ["train", "experiment=smoke", f"data.dir={data_dir}", "run_dir=run", *FAST, *extra]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data_dir) -> Path:
+    """A directory holding `run/`: the tiny run trained to step 20 (checkpoints at 10 and 20), made once."""
+    root = tmp_path_factory.mktemp("finished")
+    result = subprocess.run([GROK, *train_args(data_dir)], cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture
+def copied(tmp_path, finished) -> Path:
+    """A private copy of the finished run under tmp_path/run."""
+    shutil.copytree(finished / "run", tmp_path / "run", ignore=shutil.ignore_patterns(".lock"))
+    return tmp_path / "run"
+
+
+def flip_tensor_bytes(path: Path) -> None:
+    """Invert 4 bytes in the middle of the largest tensor record of a torch zip checkpoint (its CRC is unchecked)."""
+    with zipfile.ZipFile(path) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    with open(path, "r+b") as handle:
+        handle.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", handle.read(4))
+        handle.seek(info.header_offset + 30 + name_len + extra_len + info.file_size // 2)
+        where = handle.tell()
+        flipped = bytes(b ^ 0xFF for b in handle.read(4))
+        handle.seek(where)
+        handle.write(flipped)
+
+
+def step_of(path: Path) -> int:
+    state, why = verify(path, FULL_KEYS)
+    assert why is None, why
+    return state["step"]
+
+
+def status_of(run: Path) -> dict:
+    return json.loads((run / "status.json").read_text())
+
+
+def tmp_files(run: Path) -> list[Path]:
+    return [p for p in run.rglob(".*.tmp*")]
+
+
+# -- checkpoint integrity ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("damage", ["bit_flip", pytest.param("truncated", marks=pytest.mark.slow),
+                                    pytest.param("directory", marks=pytest.mark.slow)])
+def test_a_damaged_latest_is_moved_aside_and_the_fallback_survives_rotation(tmp_path, copied, grok, data_dir, damage):
+    ckpt = copied / "ckpt"
+    latest = ckpt / "latest.pt"
+    assert torch.load(latest, weights_only=True)["step"] == 20
+    if damage == "bit_flip":
+        flip_tensor_bytes(latest)
+        assert torch.load(latest, weights_only=True)["step"] == 20  # torch alone would load it silently
+    elif damage == "truncated":
+        latest.write_bytes(latest.read_bytes()[:1000])
+    else:
+        latest.unlink()
+        latest.mkdir()
+    result = grok(*train_args(data_dir, "task.steps=40"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    announced = [line for line in output.splitlines() if "latest.pt is corrupt" in line]
+    assert len(announced) == 1 and "resuming from previous.pt (step 10)" in announced[0], output
+    aside = list(ckpt.glob("latest.pt.corrupt-*"))
+    assert len(aside) == 1 and aside[0].name in announced[0]
+    # saves at 20 (nothing to demote), 30 (demotes the verified 20), 40: previous.pt is always a good file
+    assert step_of(ckpt / "previous.pt") == 30 and step_of(latest) == 40
+    assert status_of(tmp_path / "run")["status"] == "done"
+    status = grok("status", "run", cwd=tmp_path)
+    assert status.returncode == 0 and "1 corrupt checkpoint(s) moved aside: ckpt/latest.pt.corrupt-" in status.stdout
+
+
+def test_rotation_never_demotes_a_corrupt_latest(tmp_path):
+    good = {"model": {"w": torch.ones(3)}, "optimizer": {}, "step": 10, "rng": torch.zeros(2, dtype=torch.uint8)}
+    save_latest(good, tmp_path)
+    save_latest({**good, "step": 20}, tmp_path)
+    flip_tensor_bytes(tmp_path / "latest.pt")
+    save_latest({**good, "step": 30}, tmp_path)
+    assert step_of(tmp_path / "previous.pt") == 10 and step_of(tmp_path / "latest.pt") == 30
+    assert len(list(tmp_path.glob("latest.pt.corrupt-*"))) == 1
+    assert not tmp_files(tmp_path)
+
+
+def test_a_full_disk_during_a_save_fails_on_one_line_with_a_failed_status_and_no_temp_files(tmp_path, data_dir,
+                                                                                             monkeypatch):
+    from cli.compose import compose_config
+    from grokking import checkpoint
+    from grokking.errors import WriteError
+    from grokking.train import train
+
+    real_save, calls = checkpoint.torch.save, {"n": 0}
+
+    def disk_full(obj, handle):
+        calls["n"] += 1
+        if calls["n"] > 2:  # init.pt and the step-10 latest.pt go through
+            handle.write(b"partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_save(obj, handle)
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    cfg = compose_config(["experiment=smoke", f"data.dir={data_dir}", f"run_dir={tmp_path}/run", *FAST])
+    with pytest.raises(WriteError, match=r"cannot write .*latest\.pt: No space left on device"):
+        train(cfg)
+    run = tmp_path / "run"
+    status = status_of(run)
+    assert status["status"] == "failed" and "No space left on device" in status["reason"]
+    assert status["step"] == 10 and step_of(run / "ckpt" / "latest.pt") == 10
+    assert not tmp_files(run)
+
+
+def test_an_unwritable_checkpoint_directory_is_one_line(tmp_path, copied, grok, data_dir, one_line_error):
+    ckpt = copied / "ckpt"
+    ckpt.chmod(0o555)
+    try:
+        try:
+            (ckpt / "probe").write_text("")
+        except PermissionError:
+            pass
+        else:
+            pytest.skip("permissions are not enforced (running as root)")
+        result = grok(*train_args(data_dir, "task.steps=40"), cwd=tmp_path)
+    finally:
+        ckpt.chmod(0o755)
+    one_line_error(result, "Permission denied", code=1)
+    assert status_of(tmp_path / "run")["status"] == "failed"
+
+
+# -- run directory lifecycle ---------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_changed_config_resume_never_and_force_keep_every_old_file(tmp_path, copied, grok, data_dir, one_line_error):
+    run = copied
+    one_line_error(grok(*train_args(data_dir, "optim.lr=3e-4"), cwd=tmp_path), "different training config (optim.lr)")
+    assert status_of(run)["status"] == "done"
+
+    never = grok(*train_args(data_dir, "resume=never", "seed=3"), cwd=tmp_path)
+    assert never.returncode == 0, never.stderr
+    (archived,) = (run / "archive").iterdir()
+    assert (archived / "ckpt" / "latest.pt").exists() and (archived / "metrics.jsonl").exists()
+    assert "seed: 42" in (archived / "config.yaml").read_text() and "seed: 3" in (run / "config.yaml").read_text()
+
+    forced = grok(*train_args(data_dir, "force=true"), cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert len(list((run / "archive").iterdir())) == 2
+    new_log = (run / "train.log").read_text()
+    assert "force=true: previous run files moved to" in new_log and "done at step 20" in new_log
+    for old in (run / "archive").iterdir():
+        assert "force=true" not in (old / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_data_problems_found_after_start_up_record_a_failed_status(tmp_path, grok, data_dir, one_line_error):
+    short = grok(*train_args(data_dir, "model.max_len=5"), cwd=tmp_path)
+    one_line_error(short, "model.max_len (5) is shorter than the longest sequence")
+    assert status_of(tmp_path / "run")["status"] == "failed"
+    assert grok("data", "experiment=smoke", f"data.dir={data_dir}", f"export={tmp_path}/orig",
+                cwd=tmp_path).returncode == 0
+    (tmp_path / "orig" / "question.dev").write_text("")
+    empty = grok(*train_args(data_dir, f"data.source={tmp_path}/orig", "run_dir=src"), cwd=tmp_path)
+    one_line_error(empty, "empty val split")
+    assert "empty val split" in status_of(tmp_path / "src")["reason"]
+
+
+# -- tolerant readers ----------------------------------------------------------------------------------------
+MALFORMED = ['[1, 2, 3]', '{"step": "ten", "val/acc": 0.5}', 'not json', '{"step": 1.5}', '"text"']
+
+
+@pytest.mark.slow
+def test_malformed_log_lines_are_skipped_with_one_warning_by_resume_status_and_report(tmp_path, copied, grok,
+                                                                                      data_dir):
+    run = copied
+    for name in ("metrics.jsonl", "train_log.jsonl"):
+        with open(run / name, "a") as handle:
+            handle.write("\n".join(MALFORMED) + "\n")
+    records, problems = read_lines(run / "metrics.jsonl")
+    assert len(problems) == len(MALFORMED) and all(isinstance(r["step"], int) for r in records)
+
+    status = grok("status", "run", cwd=tmp_path)
+    assert status.returncode == 0 and "Traceback" not in status.stderr
+    assert "done" in status.stdout and len(status.stderr.strip().splitlines()) == 2  # one per file
+    resumed = grok(*train_args(data_dir, "task.steps=30"), cwd=tmp_path)
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
+    assert [r["step"] for r in read_lines(run / "metrics.jsonl")[0]][-3:] == [10, 20, 30]
+    assert read_lines(run / "metrics.jsonl")[1] == []  # resume rewrote the file without the bad lines
+    report = grok("report", "run", cwd=tmp_path)
+    assert report.returncode == 0 and "Traceback" not in report.stderr, report.stderr
+
+
+# -- signals -------------------------------------------------------------------------------------------------
+def start(tmp_path: Path, args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([GROK, *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 75), (signal.SIGINT, 130)])
+def test_a_signal_during_start_up_exits_with_a_truthful_status_and_no_traceback(tmp_path, sig, code):
+    # a fresh data directory: the data is generated during start-up, after the run directory is locked
+    process = start(tmp_path, ["train", "experiment=smoke", f"data.dir={tmp_path}/data", "run_dir=run", *FAST])
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "run" / ".lock").exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    time.sleep(0.05)
+    process.send_signal(sig)
+    assert process.wait(timeout=60) == code
+    stderr = process.stderr.read()
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    status = status_of(tmp_path / "run")
+    assert status["status"] == "preempted" and "during start-up" in status["reason"] and status["step"] == 0
+
+
+def test_ctrl_c_saves_at_the_next_step_and_exits_130(tmp_path, data_dir):
+    args = ["train", "experiment=smoke", f"data.dir={data_dir}", "run_dir=run", "task.steps=400",
+            "train.save_every=1000", "train.log_every=5", "probes.enabled=false"]
+    process = start(tmp_path, args)
+    wait_for_step(tmp_path / "run" / "train_log.jsonl", 20, process)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    stderr = process.stderr.read()
+    assert "Traceback" not in stderr and stderr.strip().splitlines() == [line for line in stderr.strip().splitlines()
+                                                                        if line.startswith("grok: error: SIGINT")]
+    status = status_of(tmp_path / "run")
+    assert status["status"] == "preempted" and "SIGINT received" in status["reason"]
+    assert status["step"] == step_of(tmp_path / "run" / "ckpt" / "latest.pt") >= 20
