@@ -13,8 +13,8 @@ from grokking.status import find_run_dirs, lock_held, render, run_status, sweep_
 
 
 def make_run(root: Path, depth: int, seed: int, status: str | None = "done", step: int = 60, steps: int = 60,
-             accs: tuple[float, ...] = (0.2, 0.3), reason: str | None = None) -> Path:
-    path = root / "qf" / f"depth={depth}" / f"seed={seed}"
+             accs: tuple[float, ...] = (0.2, 0.3), reason: str | None = None, group: str = "qf") -> Path:
+    path = root / group / f"depth={depth}" / f"seed={seed}"
     (path / "ckpt").mkdir(parents=True)
     (path / "config.yaml").write_text(f"task:\n  name: qf\ntrain:\n  steps: {steps}\ndepth: {depth}\nseed: {seed}\n")
     if status is not None:
@@ -102,11 +102,12 @@ def test_expected_runs_without_a_directory_are_missing_and_the_table_counts_stat
 
 
 def test_status_cli_lists_the_expected_grid_of_a_preset(tmp_path: Path, capsys):
-    make_run(tmp_path, 2, 0)
-    make_run(tmp_path, 7, 7)
+    make_run(tmp_path, 2, 0, group="qf-smoke")  # the smoke preset's own run directories (tag -smoke)
+    make_run(tmp_path, 2, 1)  # a paper-config run of the same cell is not part of the smoke sweep
     assert status_cli.run([str(tmp_path), "--sweep", "smoke", "depth=2"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in out[1:3]] == [["qf/depth=2/seed=0", "done"], ["qf/depth=2/seed=1", "missing"]]
+    assert [line.split()[:2] for line in out[1:3]] == [["qf-smoke/depth=2/seed=0", "done"],
+                                                       ["qf-smoke/depth=2/seed=1", "missing"]]
     assert out[3] == "2 runs: 1 done, 1 missing"
     assert out[4] == f"1 other run directories under {tmp_path} are not part of this sweep"
 
