@@ -67,17 +67,20 @@ def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig
     return cfg
 
 
+def sweeper_params(overrides: list[str]) -> dict:
+    """The hydra.sweeper.params (a preset's grid) that the non-sweep overrides compose to."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:
+        raise ConfigError(one_line(exc)) from exc
+    base = compose_config([o.input_line for o in parsed if not o.is_sweep_override()], with_hydra=True)
+    return dict(base.hydra.sweeper.get("params") or {})
+
+
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
     """The override list of every job a multirun would launch (command-line sweeps x hydra.sweeper.params)."""
     parser = OverridesParser.create()
-    try:
-        parsed = parser.parse_overrides(overrides)
-    except Exception as exc:
-        raise ConfigError(one_line(exc)) from exc
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    base = compose_config(fixed, with_hydra=True)
-    params = base.hydra.sweeper.get("params") or {}
-    preset = [f"{key}={value}" for key, value in params.items()]
+    preset = [f"{key}={value}" for key, value in sweeper_params(overrides).items()]
     try:
         combined = parser.parse_overrides(preset + overrides)
     except Exception as exc:
@@ -97,3 +100,21 @@ def validate_jobs(jobs: list[list[str]]) -> list[DictConfig]:
         except ConfigError as exc:
             raise ConfigError(f"{exc} (job: {' '.join(job)})") from exc
     return configs
+
+
+PACK_SEEDS = "pack=seeds"
+
+
+def pack_seed_sweep(overrides: list[str]) -> list[str]:
+    """`pack=seeds`: the overrides of the same grid with the seeds of each cell trained as one seed pack.
+
+    The seed sweep (on the command line or in a preset's hydra.sweeper.params) is replaced by `seeds=[...]`, the
+    grid's seeds in order, and `seed=` the first of them (the job's own directory is then its first member's);
+    every other swept key is kept, so a 5-depth x 10-seed grid becomes 5 jobs of 10 members.
+    """
+    rest = [o for o in overrides if o != PACK_SEEDS]
+    seeds = list(dict.fromkeys(int(c.seed) for c in validate_jobs(expand_sweep(rest))))
+    packed = [o for o in rest if o.lstrip("+").split("=", 1)[0] not in ("seed", "seeds")]
+    if "seed" in sweeper_params(packed):
+        packed.append(f"hydra.sweeper.params.seed={seeds[0]}")
+    return [*packed, f"seed={seeds[0]}", f"seeds=[{','.join(map(str, seeds))}]"]

@@ -6,6 +6,8 @@ so re-running a command resumes it, and a finished run is skipped.
     grok train experiment=smoke task=dyck             # seconds on a laptop
     grok train -m task=qf depth=2,4,6,8,10 seed='range(42,142,10)'   # a local sweep
     grok train -m hydra/launcher=slurm +sweep=paper_qf  # the same grid as one SLURM job array
+    grok train task=qf depth=6 seeds=[42,52,62]       # a seed pack: three seeds in one process
+    grok train -m +sweep=paper_qf pack=seeds          # the paper grid as one pack per depth (5 jobs)
 """
 
 from __future__ import annotations
@@ -18,10 +20,20 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from cli.compose import CONFIG_DIR, CONFIG_NAME, expand_sweep, register_schema, split_argv, validate_jobs
+from cli.compose import (
+    CONFIG_DIR,
+    CONFIG_NAME,
+    PACK_SEEDS,
+    expand_sweep,
+    pack_seed_sweep,
+    register_schema,
+    split_argv,
+    validate_jobs,
+)
 from cli.errors import reported_errors
 from cli.main import version
-from grokking.errors import GrokError
+from grokking.config import member_configs
+from grokking.errors import ConfigError, GrokError
 from grokking.rundir import RunDir
 from grokking.status import run_status, summary
 
@@ -46,6 +58,22 @@ def hydra_main(cfg: DictConfig) -> None:
         raise SystemExit(exc.exit_code) from None
 
 
+def pack_overrides(overrides: list[str], multirun: bool) -> list[str]:
+    """Seed packs: `pack=seeds` turns a sweep's seeds into one pack per cell; a single `seeds=[...]` run gets
+    `seed=` its first member, so the run's own directory is that member's (never a stray seed=42)."""
+    if PACK_SEEDS in overrides:
+        if not multirun:
+            raise ConfigError(f"{PACK_SEEDS} groups the seeds of a sweep: use it with -m or +sweep=..., "
+                              "or train one pack with seeds=[...]")
+        return pack_seed_sweep(overrides)
+    has = {o.lstrip("+").split("=", 1)[0] for o in overrides}
+    if "seeds" in has and "seed" not in has and not multirun:
+        seeds = validate_jobs([overrides])[0].seeds
+        if seeds:
+            return [*overrides, f"seed={seeds[0]}"]
+    return overrides
+
+
 def run(argv: list[str]) -> int:
     flags, overrides = split_argv(argv)
     if "--version" in flags:  # Hydra's own --version would compose the config and create the run directory
@@ -55,6 +83,7 @@ def run(argv: list[str]) -> int:
     configs = []
     if not any(f in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for f in flags):
         with reported_errors():
+            overrides = pack_overrides(overrides, multirun)
             configs = validate_jobs(expand_sweep(overrides) if multirun else [overrides])
             from grokking.train import pick_device  # torch: only once the config is known to be good
 
@@ -63,12 +92,12 @@ def run(argv: list[str]) -> int:
             if not multirun:
                 RunDir(configs[0].run_dir).create()  # Hydra would create it next, with a traceback on failure
     register_schema()
-    sys.argv = ["grok-train", *argv]
+    sys.argv = ["grok-train", *flags, *overrides]
     with reported_errors():  # Ctrl-C before training installs its own handlers: one line, exit 130
         hydra_main()
     if not (multirun and configs):
         return 0
-    statuses = [run_status(Path(c.run_dir), c.train.steps) for c in configs]
+    statuses = [run_status(Path(m.run_dir), m.train.steps) for c in configs for m in member_configs(c)]
     unfinished = [s for s in statuses if s.state != "done"]
     print(f"grok: sweep: {summary(statuses)}")
     for failure in FAILED_JOBS:

@@ -126,6 +126,7 @@ class GrokConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     depth: int = 6  # transformer layers (paper: 2, 4, 6, 8, 10)
     seed: int = 42  # training seed: init, dropout, data order (paper: 42, 52, ..., 132)
+    seeds: list[int] | None = None  # a seed pack: train these seeds together in one process (null: one run on seed)
     tag: str = ""  # optional suffix for the run directory
     run_dir: str = "${paths.runs}/${task.name}${tag}/depth=${depth}/seed=${seed}"  # derived; override to relocate
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -179,6 +180,10 @@ def validate(cfg: Any) -> None:
                 "optim.weight_decay", "optim.grad_clip", "task.eval_gen_sample", "task.dyck_eval_prefixes",
                 "task.dyck_min_len", "task.dyck_min_dep", "probes.sample_seed", "diagnostics.seed"):
         _non_negative(cfg, key)
+    if getattr(cfg, "seeds", None) is not None:
+        seeds = list(cfg.seeds)
+        if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ConfigError(f"seeds must be a non-empty list of distinct seeds >= 0, got {seeds}")
     betas = list(cfg.optim.betas)
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
         raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {betas}")
@@ -201,3 +206,20 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"logger.mode must be online, offline or disabled, got {cfg.logger.mode!r}")
     if cfg.data.source is None and cfg.train.batch_size > cfg.task.n_train:
         raise ConfigError(f"train.batch_size ({cfg.train.batch_size}) is larger than the training set ({cfg.task.n_train})")
+
+
+def member_configs(cfg: Any) -> list[Any]:
+    """The single-run config of each member of a seed pack (`seed` set to the member's, `seeds` unset), in
+    order; `[cfg]` for a single run. Each member's run directory is its own run's, so a member can be resumed,
+    reported and probed alone."""
+    if getattr(cfg, "seeds", None) is None:
+        return [cfg]
+    members = []
+    for seed in cfg.seeds:
+        member = cfg.copy()
+        member.seed, member.seeds = int(seed), None
+        members.append(member)
+    if len({m.run_dir for m in members}) < len(members):
+        raise ConfigError("the members of a seed pack need their own run directories: run_dir= must contain "
+                          "${seed} (the default does; relocate runs with paths.runs= or tag= instead)")
+    return members

@@ -37,7 +37,7 @@ class MetricsLogger:
         run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, mode=cfg.logger.mode, id=run_id,
                          resume="allow", name=name, group=f"{cfg.task.name}{cfg.tag}-d{cfg.depth}", job_type="train",
                          dir=str(self.run_dir.path), config=OmegaConf.to_container(cfg, resolve=True),
-                         reinit="finish_previous")
+                         reinit="create_new")  # a seed pack holds one run per member
         run.define_metric("step")
         run.define_metric("*", step_metric="step")
         return run

@@ -10,6 +10,7 @@ the batches and dropout masks an uninterrupted one would. `train()` always leave
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -18,12 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from grokking.checkpoint import load_resume_state, save_latest, save_snapshot, snapshot_path
-from grokking.config import validate
+from grokking.config import member_configs, validate
 from grokking.console import startup_block, summary
 from grokking.errors import ConfigError, DataError, GrokError, RunDirError, TrainingFailed, WriteError
 from grokking.evaluate import evaluate
@@ -128,52 +130,77 @@ class RunLogHandler(logging.FileHandler):
         pass
 
 
-def attach_file_log(run_dir: RunDir) -> logging.Handler:
+def attach_file_log(run_dir: RunDir, seed: int | None = None) -> logging.Handler:
+    """Copy grok's log lines into the run's train.log; in a seed pack, only the lines of member `seed` (and the
+    pack's shared lines)."""
     try:
         handler = RunLogHandler(run_dir.path / "train.log")
     except OSError as exc:
         raise WriteError(f"cannot write {run_dir.path / 'train.log'}: {exc.strerror or exc}") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if seed is not None:
+        handler.addFilter(lambda record: getattr(record, "seed", seed) == seed)
     logging.getLogger("grokking").addHandler(handler)
     logging.getLogger("grokking").setLevel(logging.INFO)
     return handler
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train (or resume, or skip if finished) the run described by `cfg`; returns its last metrics."""
+    """Train (or resume, or skip if finished) the run described by `cfg` -- with `seeds`, every member of the
+    seed pack, each in its own run directory; returns the last metrics (of the first member)."""
     validate(cfg)
+    member_cfgs = member_configs(cfg)
     pick_device(cfg.device)  # an unusable device fails before anything is written
     with TrainingSignals() as signals:  # from here on a signal ends the run with a truthful status
-        run_dir = RunDir(cfg.run_dir)
-        run_dir.create()
-        run_dir.lock()
+        locked: list[RunDir] = []
         try:
-            return start(cfg, run_dir, signals)
+            for member_cfg in member_cfgs:
+                run_dir = RunDir(member_cfg.run_dir)
+                run_dir.create()
+                run_dir.lock()
+                locked.append(run_dir)
+            return start(member_cfgs, locked, signals)
         finally:
-            run_dir.release()
+            for run_dir in locked:
+                run_dir.release()
 
 
-def start(cfg: DictConfig, run_dir: RunDir, signals: TrainingSignals) -> dict[str, Any]:
-    """Skip a finished run (refusing a changed training config), or archive the old run (force=true,
-    resume=never), then train."""
-    status = run_dir.status()
-    archived = run_dir.archive() if cfg.force or cfg.resume == "never" else None
-    handler = attach_file_log(run_dir)
+def start(member_cfgs: list[DictConfig], run_dirs: list[RunDir], signals: TrainingSignals) -> dict[str, Any]:
+    """Skip finished runs (refusing a changed training config), archive old ones (force=true, resume=never),
+    leave a pack's failed members out, then train the rest together."""
+    packed = len(member_cfgs) > 1
+    handlers, members = [], []
     try:
-        if archived:
-            log.info("%s: previous run files moved to %s", "force=true" if cfg.force else "resume=never", archived)
-        elif status and status["status"] == "done" and status["step"] >= cfg.train.steps:
-            if cfg.resume != "force":
-                refuse_changed_config(run_dir, cfg)
-            log.info("grok: %s is already done at step %d (force=true retrains it)\n%s", run_dir.path,
-                     status["step"], summary(read_metrics(run_dir.metrics_file)[0], cfg.run_dir, status["step"]))
-            return {"step": status["step"], "status": "done"}
-        last = Trainer(cfg, run_dir, status).run(signals)
-        log.info(summary(read_metrics(run_dir.metrics_file)[0], cfg.run_dir, last["step"]))
+        for cfg, run_dir in zip(member_cfgs, run_dirs, strict=True):
+            status = run_dir.status()
+            archived = run_dir.archive() if cfg.force or cfg.resume == "never" else None
+            handlers.append(attach_file_log(run_dir, cfg.seed if packed else None))
+            if archived:
+                log.info("%s: previous run files moved to %s", "force=true" if cfg.force else "resume=never",
+                         archived, extra={"seed": cfg.seed})
+            elif status and status["status"] == "done" and status["step"] >= cfg.train.steps:
+                if cfg.resume != "force":
+                    refuse_changed_config(run_dir, cfg)
+                log.info("grok: %s is already done at step %d (force=true retrains it)\n%s", run_dir.path,
+                         status["step"], summary(read_metrics(run_dir.metrics_file)[0], cfg.run_dir, status["step"]),
+                         extra={"seed": cfg.seed})
+                continue
+            elif packed and status and status["status"] == "failed":
+                log.warning("grok: %s failed earlier (%s); left out of the pack: retry it alone with seed=%d",
+                            run_dir.path, status.get("reason"), cfg.seed, extra={"seed": cfg.seed})
+                continue
+            members.append(Member(cfg, run_dir, status))
+        if not members:
+            return {"step": member_cfgs[0].train.steps, "status": "done"}
+        last = Trainer(members).run(signals)
+        for member in members:
+            log.info(summary(read_metrics(member.run_dir.metrics_file)[0], member.cfg.run_dir, member.saved_step),
+                     extra={"seed": member.seed})
         return last
     finally:
-        logging.getLogger("grokking").removeHandler(handler)
-        handler.close()
+        for handler in handlers:
+            logging.getLogger("grokking").removeHandler(handler)
+            handler.close()
 
 
 def refuse_changed_config(run_dir: RunDir, cfg: DictConfig, saved_hash: str | None = None) -> None:
@@ -187,101 +214,272 @@ def refuse_changed_config(run_dir: RunDir, cfg: DictConfig, saved_hash: str | No
                           f"anyway, force=true to start over, or another tag=/run_dir=")
 
 
-class Trainer:
+class Member:
+    """One run being trained (a single run, or one seed of a pack): its directory, data order, logger, probes,
+    loss windows, and the bookkeeping its checkpoint carries."""
+
     def __init__(self, cfg: DictConfig, run_dir: RunDir, status: dict[str, Any] | None):
-        self.cfg, self.run_dir = cfg, run_dir
-        self.step = 0
+        self.cfg, self.run_dir, self.seed = cfg, run_dir, int(cfg.seed)
         # the step of the checkpoint on disk, which every status.json reports (until restore(): the last known)
         self.saved_step = status["step"] if status and isinstance(status.get("step"), int) else 0
         self.preempted: str | None = None
+        self.run_id = stable_run_id(run_dir)
+        self.hash = config_hash(cfg)
+        self.elapsed_before = 0.0
+        self.resumed_from: str | None = None  # the checkpoint file this segment resumed from
+        self.resumed_sums: list[list[float]] | None = None  # loss/grad-norm window sums saved with it
+        self.logger: MetricsLogger | None = None
+        self.prober = None
+        self.diagnostics = None
+
+    def prepare(self, data, device: torch.device) -> None:
+        self.batches = BatchOrder([data.vocab.encode(e.tokens) for e in data.train], data.vocab,
+                                  self.cfg.train.batch_size, self.seed)
+        if self.cfg.diagnostics.enabled:
+            from grokking.diagnostics import Diagnostics
+
+            self.diagnostics = Diagnostics(self.cfg, data, self.run_dir.path, device)
+        if self.cfg.probes.enabled:
+            from grokking.probes import Prober
+
+            self.prober = Prober(self.cfg, data, self.run_dir.path, device)
+
+    def start_windows(self, step: int, device: torch.device) -> None:
+        """Loss and grad-norm sums since the last log line / eval, carried across a resume so averages match."""
+        tcfg = self.cfg.train
+        sums = self.resumed_sums or [[0.0, 0.0], [0.0, 0.0]]
+        self.window, self.eval_window = self.window_sums = [torch.tensor(s, device=device) for s in sums]
+        self.window_steps, self.eval_steps = ((step % tcfg.log_every, step % tcfg.eval_every) if self.resumed_sums
+                                              else (0, 0))
+
+    def add(self, stats: torch.Tensor) -> None:
+        self.window += stats
+        self.eval_window += stats
+        self.window_steps += 1
+        self.eval_steps += 1
+
+    def close(self, outcome: str, reason: str | None) -> None:
+        """Record the outcome at the step of the checkpoint on disk and close the logger. A status that cannot
+        be written is logged, not raised over the real error."""
+        try:
+            self.run_dir.write_status(outcome, self.saved_step, reason)
+        except WriteError as exc:
+            if outcome == "done":
+                raise
+            log.warning("%s (the run %s: %s)", exc, outcome, reason, extra={"seed": self.seed})
+        if self.logger is not None:
+            self.logger.close(0 if outcome == "done" else 1)
+            self.logger = None
+        log.info("%s: %s at step %d%s", self.run_dir.path, outcome, self.saved_step, f" ({reason})" if reason else "",
+                 extra={"seed": self.seed})
+
+
+class SingleStep:
+    """The training step of one model: the padding-free loss, clip_grad_norm_, one fused AdamW."""
+
+    def __init__(self, model, cfg: DictConfig):
+        self.model = model
+        self.optimizer = make_optimizer(model.parameters(), cfg)
+        self.compute_loss = torch.compile(model.loss) if cfg.compile else model.loss
+
+    def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], lr: float, clip: float, autocast,
+                 device: torch.device) -> torch.Tensor:
+        """One optimizer step; [1, 2] (loss, pre-clipping gradient norm), on the device (no host sync)."""
+        inputs, targets = (t.to(device, non_blocking=True) for t in batches[0])
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with autocast:
+            loss = self.compute_loss(inputs, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+        return torch.stack([loss.detach().float(), grad_norm.detach().float()])[None]
+
+    def model_of(self, k: int):
+        return self.model
+
+    def optimizer_state(self, k: int) -> dict:
+        return self.optimizer.state_dict()
+
+    def load(self, models: list, optimizer_states: list[dict]) -> None:
+        self.model.load_state_dict(models[0].state_dict())
+        self.optimizer.load_state_dict(optimizer_states[0])
+
+
+class PackStep:
+    """The training step of a seed pack: members stacked in one PackedLM, one batch each, per-member clipping,
+    one fused AdamW over the stacked weights (K independent ones: AdamW is element-wise)."""
+
+    def __init__(self, models: list, cfg: DictConfig, device: torch.device, pad: int):
+        from grokking.pack import PackedLM
+
+        self.cfg, self.device, self.pad = cfg, device, pad
+        self.pack = PackedLM(models).to(device)
+        self.scratch = models[0]  # holds one member's weights at a time, for evaluation, probes and checkpoints
+        self.optimizer = make_optimizer(self.pack.parameters(), cfg)
+        self.compute_loss = torch.compile(self.pack.loss) if cfg.compile else self.pack.loss
+        # CUDA: pad to multiples of 8 tokens, so a few static shapes recur (padding never changes the loss)
+        self.width_multiple = 8 if device.type == "cuda" else 1
+
+    def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], lr: float, clip: float, autocast,
+                 device: torch.device) -> torch.Tensor:
+        """One optimizer step of every member; [K, 2] (loss, pre-clipping gradient norm), on the device."""
+        width = max(inputs.shape[1] for inputs, _ in batches)
+        width = -(-width // self.width_multiple) * self.width_multiple
+        inputs = torch.stack([F.pad(i, (0, width - i.shape[1]), value=self.pad) for i, _ in batches]).to(device)
+        targets = torch.stack([F.pad(t, (0, width - t.shape[1]), value=-100) for _, t in batches]).to(device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with autocast:
+            losses = self.compute_loss(inputs, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # members share no weights: each gets exactly its own loss's gradient
+        norms = self.pack.clip_grad_norms_(clip)
+        self.optimizer.step()
+        return torch.stack([losses.detach().float(), norms.detach().float()], dim=1)
+
+    def model_of(self, k: int):
+        return self.pack.member_model(k, self.scratch)
+
+    def optimizer_state(self, k: int) -> dict:
+        return self.pack.member_optimizer_state(self.optimizer.state_dict(), k)
+
+    def load(self, models: list, optimizer_states: list[dict]) -> None:
+        for k, model in enumerate(models):
+            self.pack.load_member(k, model)
+        self.optimizer.load_state_dict(self.pack.stacked_optimizer_state(optimizer_states))
+
+    def drop(self, k: int) -> None:
+        """Take member k out of the pack (its weights and optimizer state); the others continue unchanged."""
+        from grokking.pack import PackedLM
+
+        keep = [i for i in range(self.pack.size) if i != k]
+        state = self.optimizer.state_dict()
+        models = [copy.deepcopy(self.model_of(i)) for i in keep]
+        states = [self.pack.member_optimizer_state(state, i) for i in keep]
+        self.pack = PackedLM(models).to(self.device)
+        self.optimizer = make_optimizer(self.pack.parameters(), self.cfg)
+        self.optimizer.load_state_dict(self.pack.stacked_optimizer_state(states))
+        self.compute_loss = torch.compile(self.pack.loss) if self.cfg.compile else self.pack.loss
+
+
+def make_optimizer(parameters, cfg: DictConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(parameters, lr=0.0, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
+                             weight_decay=cfg.optim.weight_decay, fused=True)  # one kernel for all params
+
+
+class Trainer:
+    """The one training loop, for a single run or a seed pack: every member steps together on its own batch."""
+
+    def __init__(self, members: list[Member]):
+        self.members = members
+        self.cfg = members[0].cfg  # the training config all members share (only the seed differs)
+        self.packed = len(members) > 1  # a pack of one trains exactly as a single run
+        self.step = 0
+        self.segment_start = time.perf_counter()
 
     def prepare(self) -> None:
-        """Data, model, optimizer and batch order (the slow part of start-up)."""
+        """Data, models, optimizer and batch orders (the slow part of start-up)."""
         from grokking.data import load_task_data
 
-        cfg, run_dir = self.cfg, self.run_dir
-        run_dir.snapshots.mkdir(parents=True, exist_ok=True)
+        cfg = self.cfg
         self.device = pick_device(cfg.device)
         self.data = load_task_data(cfg)
         check_data(cfg, self.data)
-        seed_everything(cfg.seed, cfg.deterministic)
-        self.model = build_model(cfg.model, self.data.vocab.size).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=0.0, betas=tuple(cfg.optim.betas),
-                                           eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay,
-                                           fused=True)  # one kernel for all params (CPU and CUDA)
-        self.batches = BatchOrder([self.data.vocab.encode(e.tokens) for e in self.data.train], self.data.vocab,
-                                  cfg.train.batch_size, cfg.seed)
-        self.elapsed_before = 0.0
-        self.run_id = stable_run_id(run_dir)
-        self.hash = config_hash(cfg)
-        self.segment_start = time.perf_counter()
-        self.resumed_from: str | None = None  # the checkpoint file this segment resumed from
-        self.window_sums: list[torch.Tensor] = []  # loss/grad-norm sums since the last log line and eval
-        self.resumed_sums: list[list[float]] | None = None
-        self.diagnostics = None
-        if cfg.diagnostics.enabled:
-            from grokking.diagnostics import Diagnostics
-
-            self.diagnostics = Diagnostics(cfg, self.data, run_dir.path, self.device)
+        models = []
+        for member in self.members:  # each member initialised exactly as its single run
+            member.run_dir.snapshots.mkdir(parents=True, exist_ok=True)
+            seed_everything(member.seed, cfg.deterministic)
+            models.append(build_model(cfg.model, self.data.vocab.size).to(self.device))
+            member.prepare(self.data, self.device)
+        self.engine = (PackStep(models, cfg, self.device, self.data.vocab.pad) if self.packed
+                       else SingleStep(models[0], cfg))
 
     # -- state -----------------------------------------------------------------------------------------
     def restore(self) -> None:
-        state, source = (None, "") if self.cfg.resume == "never" else load_resume_state(self.run_dir.ckpt)
-        if state is None:
-            self.saved_step = 0
-            self.run_dir.truncate_after(-1)  # log lines of a segment that died before its first checkpoint
-            save_snapshot(self.model.state_dict(), 0, self.run_dir.ckpt / "init.pt")
-            if self.diagnostics is not None:
-                self.diagnostics.truncate_after(-1)
-                self.diagnostics.record(self.model, 0, 0.0)
+        """Resume every member from its own checkpoint (all at one step), or start them all afresh."""
+        found = [(None, "") if m.cfg.resume == "never" else load_resume_state(m.run_dir.ckpt) for m in self.members]
+        steps = {int(state["step"]) if state else 0 for state, _ in found}
+        if len(steps) > 1:
+            at = ", ".join(f"seed {m.seed}: {int(s['step']) if s else 0}"
+                           for m, (s, _) in zip(self.members, found, strict=True))
+            raise RunDirError(f"the members of this seed pack are at different steps ({at}); train them alone "
+                              "(seed=...) up to one step, or as separate packs")
+        if found[0][0] is None:
+            for k, member in enumerate(self.members):
+                member.saved_step = 0
+                member.run_dir.truncate_after(-1)  # log lines of a segment that died before its first checkpoint
+                model = self.engine.model_of(k)
+                save_snapshot(model.state_dict(), 0, member.run_dir.ckpt / "init.pt")
+                if member.diagnostics is not None:
+                    member.diagnostics.truncate_after(-1)
+                    member.diagnostics.record(model, 0, 0.0)
             return
-        saved_hash = state.get("config_hash")
-        if saved_hash is not None and saved_hash != self.hash and self.cfg.resume != "force":
-            refuse_changed_config(self.run_dir, self.cfg, saved_hash)
-        self.model.load_state_dict(state["model"])
-        self.step = self.saved_step = int(state["step"])
-        if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
-            restore_rng(state["rng"], self.device)
-            self.elapsed_before = float(state.get("elapsed_s", 0.0))
-            self.run_id = state.get("run_id", self.run_id)
-            self.resumed_sums = state.get("window_sums")
-        self.run_dir.truncate_after(self.step)
-        if self.diagnostics is not None:
-            self.diagnostics.truncate_after(self.step)
-        log.info("resuming %s from %s at step %d", self.run_dir.path, source, self.step)
-        self.resumed_from = source
+        models, optimizer_states = [], []
+        for member, (state, source) in zip(self.members, found, strict=True):
+            saved_hash = state.get("config_hash")
+            if saved_hash is not None and saved_hash != member.hash and member.cfg.resume != "force":
+                refuse_changed_config(member.run_dir, member.cfg, saved_hash)
+            model = build_model(self.cfg.model, self.data.vocab.size).to(self.device)
+            model.load_state_dict(state["model"])
+            models.append(model)
+            optimizer_states.append(state.get("optimizer"))
+            member.saved_step = int(state["step"])
+            member.elapsed_before = float(state.get("elapsed_s", 0.0))
+            member.run_id = state.get("run_id", member.run_id)
+            member.resumed_sums = state.get("window_sums")
+            member.run_dir.truncate_after(member.saved_step)
+            if member.diagnostics is not None:
+                member.diagnostics.truncate_after(member.saved_step)
+            member.resumed_from = source
+            log.info("resuming %s from %s at step %d", member.run_dir.path, source, member.saved_step,
+                     extra={"seed": member.seed})
+        if all(s is not None for s in optimizer_states):
+            self.engine.load(models, optimizer_states)
+            restore_rng(found[0][0]["rng"], self.device)
+        else:  # weights-only checkpoints: fresh optimizer state
+            self.engine.load(models, [self.engine.optimizer_state(k) for k in range(len(models))])
+        self.step = self.members[0].saved_step
 
-    def save(self) -> None:
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
-                 "epoch": self.batches.epoch_of(self.step), "rng": rng_state(self.device),
-                 "run_id": self.run_id, "config_hash": self.hash, "elapsed_s": self.elapsed(),
-                 "window_sums": [w.tolist() for w in self.window_sums]}
-        save_latest(state, self.run_dir.ckpt)
-        self.saved_step = self.step
+    def save(self, k: int) -> None:
+        member = self.members[k]
+        state = {"model": self.engine.model_of(k).state_dict(), "optimizer": self.engine.optimizer_state(k),
+                 "step": self.step, "epoch": member.batches.epoch_of(self.step), "rng": rng_state(self.device),
+                 "run_id": member.run_id, "config_hash": member.hash, "elapsed_s": self.elapsed(member),
+                 "window_sums": [w.tolist() for w in member.window_sums]}
+        save_latest(state, member.run_dir.ckpt)
+        member.saved_step = self.step
 
-    def elapsed(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self.segment_start
+    def elapsed(self, member: Member) -> float:
+        return member.elapsed_before + time.perf_counter() - self.segment_start
 
     # -- the loop --------------------------------------------------------------------------------------
     def run(self, signals: TrainingSignals) -> dict[str, Any]:
-        """Start up, train, and always leave a status.json: done, preempted (a signal) or failed (the reason)."""
-        cfg, run_dir = self.cfg, self.run_dir
-        outcome, reason, last, logger = "failed", "unexpected exit", {}, None
+        """Start up, train, and always leave a status.json per member: done, preempted (a signal) or failed
+        (the reason)."""
+        outcome, reason, last = "failed", "unexpected exit", {}
         try:
             self.prepare()
             signals.check_start_up()
             self.restore()
-            run_dir.save_config(cfg)
-            parameters = sum(p.numel() for p in self.model.parameters())
-            run_dir.write_meta(cfg, str(self.device), {"run_id": self.run_id, "resumed_at_step": self.step,
-                                                       "parameters": parameters})
-            log.info(startup_block(cfg, str(self.device), parameters, self.resumed_from, self.step))
-            run_dir.write_status("running", self.saved_step)
-            logger = MetricsLogger(cfg, run_dir, self.run_id)
+            parameters = sum(p.numel() for p in self.engine.model_of(0).parameters())
+            for member in self.members:
+                member.run_dir.save_config(member.cfg)
+                member.run_dir.write_meta(member.cfg, str(self.device),
+                                          {"run_id": member.run_id, "resumed_at_step": self.step,
+                                           "parameters": parameters,
+                                           "seed_pack": [m.seed for m in self.members] if self.packed else None})
+                log.info(startup_block(member.cfg, str(self.device), parameters, member.resumed_from, self.step),
+                         extra={"seed": member.seed})
+                member.run_dir.write_status("running", member.saved_step)
+                member.logger = MetricsLogger(member.cfg, member.run_dir, member.run_id)
+            if self.packed:
+                log.info("grok: seed pack of %d members (seeds %s), one process", len(self.members),
+                         ", ".join(str(m.seed) for m in self.members))
             signals.check_start_up()
             with logging_redirect_tqdm():  # log lines go above the bar
-                last = self.loop(logger, signals)
+                last = self.loop(signals)
             outcome, reason = "done", None
             return last
         except Preempted as exc:
@@ -291,8 +489,8 @@ class Trainer:
             reason = str(exc)
             raise
         except KeyboardInterrupt:
-            outcome, reason = "preempted", (f"interrupted twice (SIGINT), stopped without saving; re-run the same "
-                                            f"command to resume from step {self.saved_step}")
+            outcome, reason = "preempted", ("interrupted twice (SIGINT), stopped without saving; re-run the same "
+                                            "command to resume from the last checkpoint")
             raise
         except Exception as exc:
             cause = os_error_in(exc)
@@ -303,128 +501,133 @@ class Trainer:
             reason = str(error)
             raise error from None
         except BaseException as exc:  # includes submitit's SystemExit after it requeued a preempted job
-            outcome, reason = ("preempted", self.preempted) if self.preempted else ("failed", f"{type(exc).__name__}: {exc}")
+            preempted = self.members[0].preempted if self.members else None
+            outcome, reason = ("preempted", preempted) if preempted else ("failed", f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            self.finish(outcome, reason, logger, signals)
+            self.finish(outcome, reason, signals)
 
-    def finish(self, outcome: str, reason: str | None, logger: MetricsLogger | None, signals: TrainingSignals) -> None:
-        """Record the outcome at the step of the checkpoint on disk; then let a replaced handler act on the signal
-        (submitit requeues the job). A status that cannot be written is logged, not raised over the real error."""
-        try:
-            self.run_dir.write_status(outcome, self.saved_step, reason)
-        except WriteError as exc:
-            if outcome == "done":
-                raise
-            log.warning("%s (the run %s: %s)", exc, outcome, reason)
-        if logger is not None:
-            logger.close(0 if outcome == "done" else 1)
-        log.info("%s: %s at step %d%s", self.run_dir.path, outcome, self.saved_step, f" ({reason})" if reason else "")
+    def finish(self, outcome: str, reason: str | None, signals: TrainingSignals) -> None:
+        """Close every member still in training; then let a replaced handler act on the signal (submitit
+        requeues the job)."""
+        for member in self.members:
+            member.close(outcome, member.preempted if outcome == "preempted" and member.preempted else reason)
         if outcome == "preempted" and signals.signum:
             signals.chain()
 
-    def loop(self, logger: MetricsLogger, preemption: TrainingSignals) -> dict[str, Any]:
+    def loop(self, preemption: TrainingSignals) -> dict[str, Any]:
         cfg, tcfg = self.cfg, self.cfg.train
-        model = self.model
-        compute_loss = torch.compile(model.loss) if cfg.compile else model.loss
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-        prober = self.make_prober()
-        # loss and grad-norm sums since the last log line / eval, carried across a resume so the averages match
-        sums = self.resumed_sums or [[0.0, 0.0], [0.0, 0.0]]
-        window, eval_window = self.window_sums = [torch.tensor(s, device=self.device) for s in sums]
-        window_steps, eval_steps = (self.step % tcfg.log_every, self.step % tcfg.eval_every) if self.resumed_sums else (0, 0)
+        clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
+        for member in self.members:
+            member.start_windows(self.step, self.device)
         last: dict[str, Any] = {"step": self.step}
         self.segment_start = time.perf_counter()
-        model.train()
+        seeds = ",".join(str(m.seed) for m in self.members)
         bar = tqdm(total=tcfg.steps, initial=self.step, disable=None, dynamic_ncols=True, mininterval=1.0,
-                   desc=f"{cfg.task.name} d{cfg.depth} s{cfg.seed}")
+                   desc=f"{cfg.task.name} d{cfg.depth} s{seeds}")
         plain_lines = bar.disable
         try:
             if self.step == 0:
-                last = self.evaluation(logger, prober, {})
+                last = self.evaluate_all({})
             while self.step < tcfg.steps:
-                inputs, targets = (t.to(self.device, non_blocking=True) for t in self.batches.batch(self.step))
                 lr = learning_rate(self.step, cfg.optim)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                with autocast:
-                    loss = compute_loss(inputs, targets)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-                self.optimizer.step()
+                stats = self.engine([m.batches.batch(self.step) for m in self.members], lr, clip, autocast,
+                                    self.device)
                 self.step += 1
-                stats = torch.stack([loss.detach().float(), grad_norm.detach().float()])
-                window += stats
-                eval_window += stats
-                window_steps += 1
-                eval_steps += 1
+                for member, member_stats in zip(self.members, stats, strict=True):
+                    member.add(member_stats)
                 bar.update(1)
-                if self.diagnostics is not None and self.diagnostics.due(self.step):
-                    self.diagnostics.record(model, self.step, lr)
+                for k, member in enumerate(self.members):
+                    if member.diagnostics is not None and member.diagnostics.due(self.step):
+                        member.diagnostics.record(self.engine.model_of(k), self.step, lr)
 
                 if self.step % tcfg.log_every == 0 or self.step == tcfg.steps:
-                    mean_loss, mean_norm = (window / window_steps).tolist()  # the one host sync per log window
-                    self.check_finite(mean_loss)
-                    record = {"step": self.step, "train/loss": mean_loss, "train/lr": lr, "train/grad_norm": mean_norm}
-                    logger.log_train(record)
-                    bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
-                    if plain_lines:
-                        log.info("step %d/%d loss %.4f lr %.2e grad_norm %.3f", self.step, tcfg.steps, mean_loss,
-                                 lr, mean_norm)
-                    window.zero_()
-                    window_steps = 0
+                    means = self.window_means("window")  # the one host sync per log window
+                    for member, (mean_loss, mean_norm) in zip(self.members, means, strict=True):
+                        member.logger.log_train({"step": self.step, "train/loss": mean_loss, "train/lr": lr,
+                                                 "train/grad_norm": mean_norm})
+                        if plain_lines:
+                            log.info("step %d/%d loss %.4f lr %.2e grad_norm %.3f%s", self.step, tcfg.steps,
+                                     mean_loss, lr, mean_norm, f" (seed {member.seed})" if self.packed else "",
+                                     extra={"seed": member.seed})
+                        member.window.zero_()
+                        member.window_steps = 0
+                    bar.set_postfix(loss=f"{means[0][0]:.4f}", refresh=False)
 
                 if self.step % tcfg.eval_every == 0 or self.step == tcfg.steps:
-                    mean_loss, mean_norm = (eval_window / eval_steps).tolist()
-                    self.check_finite(mean_loss)
-                    last = self.evaluation(logger, prober, {"train/loss": mean_loss, "train/lr": lr,
-                                                            "train/grad_norm": mean_norm})
-                    eval_window.zero_()
-                    eval_steps = 0
+                    means = self.window_means("eval_window")
+                    last = self.evaluate_all({member.seed: {"train/loss": loss, "train/lr": lr, "train/grad_norm": norm}
+                                              for member, (loss, norm) in zip(self.members, means, strict=True)})
+                    for member in self.members:
+                        member.eval_window.zero_()
+                        member.eval_steps = 0
 
                 if tcfg.snapshot_every and self.step % tcfg.snapshot_every == 0:
-                    save_snapshot(model.state_dict(), self.step, snapshot_path(self.run_dir.ckpt, self.step))
+                    for k, member in enumerate(self.members):
+                        save_snapshot(self.engine.model_of(k).state_dict(), self.step,
+                                      snapshot_path(member.run_dir.ckpt, self.step))
                 if self.step % tcfg.save_every == 0 or self.step == tcfg.steps or preemption.signum:
                     if self.step % tcfg.log_every:  # make sure nothing non-finite goes into a checkpoint
-                        self.check_finite(float(loss.detach()))
-                    self.save()
+                        self.window_means("window")
+                    for k in range(len(self.members)):
+                        self.save(k)
                 if preemption.signum:
-                    self.preempted = (f"{preemption.name} received; saved step {self.step} "
-                                      f"to {self.run_dir.ckpt}/latest.pt; re-run the same command to resume")
-                    raise Preempted(self.preempted, preemption.signum)
-            if self.step == 0 or not (self.run_dir.ckpt / "latest.pt").exists():
-                self.save()
-            if self.diagnostics is not None:
-                self.diagnostics.finalize()
+                    for member in self.members:
+                        member.preempted = (f"{preemption.name} received; saved step {self.step} "
+                                            f"to {member.run_dir.ckpt}/latest.pt; re-run the same command to resume")
+                    raise Preempted(self.members[0].preempted, preemption.signum)
+            if self.step == 0 or not all((m.run_dir.ckpt / "latest.pt").exists() for m in self.members):
+                for k in range(len(self.members)):
+                    self.save(k)
+            for member in self.members:
+                if member.diagnostics is not None:
+                    member.diagnostics.finalize()
         finally:
             bar.close()
         return last
 
-    def evaluation(self, logger: MetricsLogger, prober, train_stats: dict[str, float]) -> dict[str, Any]:
-        """Evaluate (and probe, on the probe cadence) at the current step; log and return the record."""
-        tcfg = self.cfg.train
-        record = {"step": self.step, "epoch": self.batches.epoch_of(self.step), "elapsed_s": round(self.elapsed(), 2),
-                  **train_stats}
-        record.update(evaluate(self.model, self.data, self.cfg.task, tcfg.eval_batch_size, self.device, self.cfg.seed,
+    def window_means(self, which: str) -> list[tuple[float, float]]:
+        """Every member's mean (loss, grad norm) over its `window` or `eval_window`. A member whose loss is not
+        finite fails: a single run stops; a pack member is marked failed, keeps its last good checkpoint and
+        leaves the pack, and the others go on."""
+        sums = torch.stack([getattr(m, which) for m in self.members]).tolist()
+        count = {"window": "window_steps", "eval_window": "eval_steps"}[which]
+        counts = [max(1, getattr(m, count)) for m in self.members]
+        means = [(loss / n, norm / n) for (loss, norm), n in zip(sums, counts, strict=True)]
+        for k in reversed(range(len(self.members))):
+            if not math.isfinite(means[k][0]):
+                self.fail_member(k, means[k][0])
+                del means[k]
+        return means
+
+    def fail_member(self, k: int, value: float) -> None:
+        member = self.members[k]
+        reason = (f"non-finite training loss ({value}) near step {self.step}; the last good checkpoint is kept in "
+                  f"{member.run_dir.ckpt}")
+        if len(self.members) == 1:
+            raise TrainingFailed(reason)
+        log.error("grok: seed %d failed: %s; the other members go on", member.seed, reason, extra={"seed": member.seed})
+        member.close("failed", reason)
+        self.engine.drop(k)
+        del self.members[k]
+
+    def evaluate_all(self, train_stats: dict[int, dict[str, float]]) -> dict[str, Any]:
+        """Evaluate (and probe, on the probe cadence) every member at the current step; log each record;
+        return the first member's."""
+        records = [self.evaluation(k, train_stats.get(m.seed, {})) for k, m in enumerate(self.members)]
+        return records[0]
+
+    def evaluation(self, k: int, train_stats: dict[str, float]) -> dict[str, Any]:
+        member, tcfg = self.members[k], self.cfg.train
+        model = self.engine.model_of(k)
+        record = {"step": self.step, "epoch": member.batches.epoch_of(self.step),
+                  "elapsed_s": round(self.elapsed(member), 2), **train_stats}
+        record.update(evaluate(model, self.data, self.cfg.task, tcfg.eval_batch_size, self.device, member.seed,
                                self.step))
-        if prober is not None and self.step % tcfg.probe_every == 0:
-            record.update(prober(self.model, self.step))
-        logger.log_eval(record)
-        log.info("step %d: " + " ".join(f"{k}={v:.4f}" for k, v in record.items()
-                                        if k.endswith("acc") and v is not None), self.step)
+        if member.prober is not None and self.step % tcfg.probe_every == 0:
+            record.update(member.prober(model, self.step))
+        member.logger.log_eval(record)
+        log.info("step %d: " + " ".join(f"{k}={v:.4f}" for k, v in record.items() if k.endswith("acc") and v is not None)
+                 + (f" (seed {member.seed})" if self.packed else ""), self.step, extra={"seed": member.seed})
         return record
-
-    def check_finite(self, value: float) -> None:
-        if not math.isfinite(value):
-            raise TrainingFailed(f"non-finite training loss ({value}) near step {self.step}; the last good "
-                                 f"checkpoint is kept in {self.run_dir.ckpt}")
-
-    def make_prober(self):
-        if not self.cfg.probes.enabled:
-            return None
-        from grokking.probes import Prober
-
-        return Prober(self.cfg, self.data, self.run_dir.path, self.device)
-

@@ -1,0 +1,103 @@
+"""Seed packs: K models of one shape trained together, their weights stacked on a leading member dimension.
+
+The one model definition (grokking.model.TransformerLM) runs once per member through `torch.func.vmap` over
+`functional_call`, so every linear layer becomes one batched matmul across members. Each member keeps what a
+single run has: its own initialisation (built with its seed exactly as a single run builds it), its own data order
+(the caller passes one batch per member), its own dropout masks (vmap's randomness="different"), its own AdamW
+state (AdamW is element-wise, so one optimizer over stacked tensors is K independent ones) and its own gradient
+clipping (the norm is taken per member). `member_model` / `load_member` and the optimizer-state pair convert to and from the
+single-run layout, so every member's checkpoint is an ordinary single-run checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from grokking.model import TransformerLM, lm_loss
+
+# CPU attention has no vmap batching rule: torch loops over members for that one op and says so on every call
+warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+
+
+class PackedLM(nn.Module):
+    """K TransformerLMs of one shape as stacked parameters [K, ...] (names as in TransformerLM)."""
+
+    def __init__(self, members: list[TransformerLM]):
+        super().__init__()
+        if any(m.shape != members[0].shape for m in members):
+            raise ValueError("a pack's members must share one model shape")
+        self.size = len(members)
+        params, buffers = stack_module_state(members)
+        self.names, self.buffer_names = list(params), list(buffers)
+        self.stacked = nn.ParameterDict({self._key(n): nn.Parameter(p) for n, p in params.items()})
+        for name, stacked in buffers.items():  # fixed tables (positions), identical across members
+            self.register_buffer(self._key(name), stacked[0].clone(), persistent=False)
+        # the module whose forward runs per member; kept out of the module tree (its meta parameters are no weights)
+        base = copy.deepcopy(members[0]).to("meta")
+        if base.shape.tied_output:  # moving to meta unties; functional_call needs the tie to fill both names
+            base.output.weight = base.embedding.weight
+        object.__setattr__(self, "base", base)
+        self.shape = members[0].shape
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.replace(".", "__")
+
+    def params(self) -> dict[str, Tensor]:
+        return {n: self.stacked[self._key(n)] for n in self.names}
+
+    def _member_loss(self, params: dict[str, Tensor], inputs: Tensor, targets: Tensor) -> Tensor:
+        buffers = {n: getattr(self, self._key(n)) for n in self.buffer_names}
+        logits = functional_call(self.base, (params, buffers), (inputs,))
+        return lm_loss(logits, targets)
+
+    def loss(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        """inputs, targets: [K, batch, length] (one batch per member, right-padded to a common length).
+        Returns the K training losses [K]."""
+        self.base.train(self.training)
+        return vmap(self._member_loss, randomness="different")(self.params(), inputs, targets)
+
+    @torch.no_grad()
+    def clip_grad_norms_(self, max_norm: float) -> Tensor:
+        """Clip each member's gradient to `max_norm` as clip_grad_norm_ would for its single run; returns the K
+        pre-clipping norms."""
+        grads = [p.grad for p in self.stacked.values() if p.grad is not None]
+        norms = torch.stack([g.reshape(self.size, -1).norm(dim=1) for g in grads]).norm(dim=0)  # [K]
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+        return norms
+
+    @torch.no_grad()
+    def member_model(self, k: int, into: TransformerLM) -> TransformerLM:
+        """`into` (a TransformerLM of the pack's shape) holding a copy of member k's weights: for evaluation,
+        probes and checkpoints, whose `state_dict()` is then exactly a single run's."""
+        for n in self.names:
+            into.get_parameter(n).copy_(self.stacked[self._key(n)][k])
+        return into
+
+    @torch.no_grad()
+    def load_member(self, k: int, model: TransformerLM) -> None:
+        """Member k takes the weights of `model` (a single run's model, e.g. loaded from its checkpoint)."""
+        for n in self.names:
+            self.stacked[self._key(n)][k].copy_(model.get_parameter(n))
+
+    def member_optimizer_state(self, state: dict, k: int) -> dict:
+        """Member k's part of an AdamW state_dict over this pack, in the layout of the single run's AdamW (same
+        parameter order: TransformerLM.parameters())."""
+        return {"state": {i: {key: value[k].clone() if key != "step" else value.clone() for key, value in s.items()}
+                          for i, s in state["state"].items()},
+                "param_groups": state["param_groups"]}
+
+    def stacked_optimizer_state(self, states: list[dict]) -> dict:
+        """The pack's AdamW state_dict from its members' single-run states (all at the same step)."""
+        first = states[0]
+        return {"state": {i: {key: (torch.stack([st["state"][i][key] for st in states]) if key != "step"
+                                    else value.clone()) for key, value in s.items()}
+                          for i, s in first["state"].items()},
+                "param_groups": first["param_groups"]}
