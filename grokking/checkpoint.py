@@ -11,6 +11,8 @@ checkpoint therefore carries `content_sha256`, a SHA-256 of everything else in i
 bytes, plain values), and every load recomputes it. A file that fails (hash mismatch, truncated, unreadable,
 a directory) is moved aside to `<name>.corrupt-<time>` (never deleted, never rotated into previous.pt), the
 fallback is logged on one line and `grok status` lists it. Rotation demotes latest.pt only once it verifies.
+A checkpoint written before the hash existed (no `content_sha256`) is accepted if it loads and has the required
+keys: resuming from one says so on one line, and the next save writes latest.pt with a hash.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -64,33 +66,37 @@ def save(state: dict[str, Any], path: Path, before_replace=None) -> None:
     atomic_write(path, lambda handle: torch.save(stamped, handle), before_replace)
 
 
-def verify(path: Path, required: tuple[str, ...]) -> tuple[dict[str, Any] | None, str | None]:
-    """(state, None) for a good checkpoint, (None, None) for a missing one, (None, why) for a bad one."""
+class Verified(NamedTuple):
+    state: dict[str, Any] | None  # None for a missing or a bad file
+    problem: str | None = None  # why a file is unusable (None for a good or a missing one)
+    legacy: bool = False  # written by an older grok, before content hashes: loaded unverified
+
+
+def verify(path: Path, required: tuple[str, ...]) -> Verified:
+    """Load and check a checkpoint: readable, a dict, its content hash (if it has one) and the required keys."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        return None, None
+        return Verified(None)
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, IsADirectoryError, ...
-        return None, f"unreadable: {(str(exc).splitlines() or [type(exc).__name__])[0][:100]}"
+        return Verified(None, f"unreadable: {(str(exc).splitlines() or [type(exc).__name__])[0][:100]}")
     if not isinstance(state, dict):
-        return None, "not a checkpoint"
+        return Verified(None, "not a checkpoint")
     digest = state.pop(DIGEST_KEY, None)
-    if digest is None:
-        return None, "no content hash"
-    if digest != content_digest(state):
-        return None, "content hash mismatch"
+    if digest is not None and digest != content_digest(state):
+        return Verified(None, "content hash mismatch")
     missing = [key for key in required if key not in state]
     if missing:
-        return None, f"incomplete (no {', '.join(missing)})"
-    return state, None
+        return Verified(None, f"incomplete (no {', '.join(missing)})")
+    return Verified(state, legacy=digest is None)
 
 
-def load_verified(path: Path, required: tuple[str, ...]) -> tuple[dict[str, Any] | None, str | None]:
-    """Like verify(), but a bad file is moved aside; `why` then says so, for the caller's one log line."""
-    state, why = verify(path, required)
-    if why is not None:
-        why = f"{path.name} ({why}) -> {move_aside(path).name}"
-    return state, why
+def load_verified(path: Path, required: tuple[str, ...]) -> Verified:
+    """Like verify(), but a bad file is moved aside; `problem` then says so, for the caller's one log line."""
+    loaded = verify(path, required)
+    if loaded.problem is not None:
+        return loaded._replace(problem=f"{path.name} ({loaded.problem}) -> {move_aside(path).name}")
+    return loaded
 
 
 def save_latest(state: dict[str, Any], ckpt_dir: Path) -> None:
@@ -101,11 +107,11 @@ def save_latest(state: dict[str, Any], ckpt_dir: Path) -> None:
     def demote() -> None:
         if not (latest.exists() or latest.is_symlink()):
             return
-        _, why = load_verified(latest, FULL_KEYS)
-        if why is None:
+        problem = load_verified(latest, FULL_KEYS).problem
+        if problem is None:
             os.replace(latest, ckpt_dir / "previous.pt")
         else:
-            log.warning("latest.pt is corrupt, so previous.pt is kept; moved aside: %s", why)
+            log.warning("latest.pt is corrupt, so previous.pt is kept; moved aside: %s", problem)
 
     save(state, latest, before_replace=demote)
 
@@ -131,26 +137,33 @@ def list_snapshots(ckpt_dir: Path) -> list[tuple[int, Path]]:
 def load_resume_state(ckpt_dir: Path) -> tuple[dict[str, Any] | None, str]:
     """The newest verified state and where it came from: latest.pt, else previous.pt (full state), else the
     newest weights-only snapshot (optimizer moments are then re-initialised: not an exact resume). Files that
-    fail verification are moved aside; a fallback is logged on one line."""
+    fail verification are moved aside; a fallback, or a file without a content hash, is logged on one line."""
     corrupt = []
     for name in ("latest.pt", "previous.pt"):
-        state, why = load_verified(ckpt_dir / name, FULL_KEYS)
-        if why:
-            corrupt.append(why)
-        if state is not None:
+        loaded = load_verified(ckpt_dir / name, FULL_KEYS)
+        if loaded.problem:
+            corrupt.append(loaded.problem)
+        if loaded.state is not None:
             if corrupt:
                 log.warning("latest.pt is corrupt; resuming from %s (step %d); moved aside: %s", name,
-                            state["step"], "; ".join(corrupt))
-            return state, name
+                            loaded.state["step"], "; ".join(corrupt))
+            warn_if_legacy(loaded, name)
+            return loaded.state, name
     for step, path in reversed(list_snapshots(ckpt_dir)):
-        state, why = load_verified(path, SNAPSHOT_KEYS)
-        if why:
-            corrupt.append(why)
-        if state is not None and step > 0:
+        loaded = load_verified(path, SNAPSHOT_KEYS)
+        if loaded.problem:
+            corrupt.append(loaded.problem)
+        if loaded.state is not None and step > 0:
             log.warning("no usable full checkpoint%s; resuming from weights-only snapshot %s (step %d): optimizer "
                         "state is re-initialised, so this segment is not bit-identical to an uninterrupted run",
                         f" (moved aside: {'; '.join(corrupt)})" if corrupt else "", path.name, step)
-            return state, path.name
+            warn_if_legacy(loaded, path.name)
+            return loaded.state, path.name
     if corrupt:
         log.warning("no usable checkpoint; starting from step 0; moved aside: %s", "; ".join(corrupt))
     return None, ""
+
+
+def warn_if_legacy(loaded: Verified, name: str) -> None:
+    if loaded.legacy:
+        log.warning("%s was written by an older grok, no content hash; re-saved with one at the next save", name)

@@ -20,7 +20,7 @@ import torch
 from conftest import GROK, wait_for_step
 
 from cli.main import main as grok_main
-from grokking.checkpoint import FULL_KEYS, save_latest, verify
+from grokking.checkpoint import DIGEST_KEY, FULL_KEYS, save_latest, verify
 from grokking.runfiles import read_lines
 
 FAST = ["task.steps=20", "task.eval_every=10", "train.save_every=10", "train.log_every=5", "probes.enabled=false"]
@@ -148,9 +148,9 @@ def flip_tensor_bytes(path: Path) -> None:
 
 
 def step_of(path: Path) -> int:
-    state, why = verify(path, FULL_KEYS)
-    assert why is None, why
-    return state["step"]
+    loaded = verify(path, FULL_KEYS)
+    assert loaded.problem is None and not loaded.legacy, loaded.problem
+    return loaded.state["step"]
 
 
 def status_of(run: Path) -> dict:
@@ -188,6 +188,24 @@ def test_a_damaged_latest_is_moved_aside_and_the_fallback_survives_rotation(tmp_
     assert status_of(tmp_path / "run")["status"] == "done"
     status = grok("status", "run", cwd=tmp_path)
     assert status.returncode == 0 and "1 corrupt checkpoint(s) moved aside: ckpt/latest.pt.corrupt-" in status.stdout
+
+
+def test_a_run_saved_before_content_hashes_resumes_with_one_warning(tmp_path, copied, grok, data_dir):
+    ckpt = copied / "ckpt"
+    for path in [ckpt / "latest.pt", ckpt / "previous.pt", *ckpt.glob("snapshots/*.pt")]:
+        state = torch.load(path, weights_only=True)
+        del state[DIGEST_KEY]
+        torch.save(state, path)  # as an older grok wrote it
+    result = grok(*train_args(data_dir, "task.steps=40"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    warned = [line for line in output.splitlines() if "no content hash" in line]
+    assert len(warned) == 1 and "latest.pt was written by an older grok, no content hash; re-saved with one at the " \
+                                "next save" in warned[0], output
+    assert "from latest.pt at step 20" in output and "corrupt" not in output
+    assert not list(ckpt.rglob("*.corrupt-*"))
+    assert step_of(ckpt / "previous.pt") == 30 and step_of(ckpt / "latest.pt") == 40  # both hashed by now
+    assert [r["step"] for r in read_lines(copied / "metrics.jsonl")[0]] == [0, 10, 20, 30, 40]
 
 
 def test_rotation_never_demotes_a_corrupt_latest(tmp_path):
