@@ -3,22 +3,25 @@
 Reads `<run_dir>/config.yaml`, rebuilds data and model, and probes `ckpt/init.pt` (step 0) and every
 `ckpt/snapshots/step_*.pt` on the run's fixed probe sample. Results go to `<run_dir>/probes.jsonl`, one object
 per snapshot step sorted by step, rewritten atomically after every snapshot; steps already there are skipped
-unless `force` is set.
+unless `force` is set. Snapshots are verified like every checkpoint: a corrupt one is moved aside and skipped
+with one warning, never probed; snapshots written before content hashes are probed, with one warning per run.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-from grokking.checkpoint import list_snapshots
+from grokking.checkpoint import SNAPSHOT_KEYS, list_snapshots, load_verified
 from grokking.errors import RunDirError
+from grokking.runfiles import atomic_write_text
 
+log = logging.getLogger(__name__)
 PROBES_FILE = "probes.jsonl"
 
 
@@ -39,20 +42,19 @@ def read_probes(path: Path) -> dict[int, dict]:
 
 
 def write_probes(path: Path, records: dict[int, dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("".join(json.dumps(records[step]) + "\n" for step in sorted(records)))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(records[step]) + "\n" for step in sorted(records)))
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated or foreign files
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise RunDirError(f"snapshot {path} is unreadable ({reason})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+def load_weights(path: Path) -> tuple[dict[str, torch.Tensor] | None, bool]:
+    """The model state of a snapshot and whether it was written before content hashes; (None, False) for a
+    corrupt snapshot (moved aside) or one deleted meanwhile, with one warning."""
+    loaded = load_verified(path, SNAPSHOT_KEYS)
+    if loaded.state is None:
+        log.warning("skipping snapshot %s", loaded.problem or f"{path.name} (deleted meanwhile)")
+        return None, False
+    if not isinstance(loaded.state["model"], dict):
         raise RunDirError(f"snapshot {path} holds no model state dict")
-    return state["model"]
+    return loaded.state["model"], loaded.legacy
 
 
 def probe_run(run_dir: Path, device: torch.device, force: bool = False,
@@ -82,9 +84,15 @@ def probe_run(run_dir: Path, device: torch.device, force: bool = False,
     data = load_task_data(cfg)
     model = build_model(cfg.model, data.vocab.size).to(device)
     prober = Prober(cfg, data, run_dir, device)
+    skipped = legacy = 0
     for step, path in todo:
+        weights, unhashed = load_weights(path)
+        if weights is None:
+            skipped += 1
+            continue
+        legacy += unhashed
         try:
-            model.load_state_dict(load_weights(path))
+            model.load_state_dict(weights)
         except RuntimeError as exc:
             raise RunDirError(f"snapshot {path} does not fit the run's model ({str(exc).splitlines()[0]})") from None
         records[step] = {"step": step, **prober(model, step)}
@@ -93,5 +101,9 @@ def probe_run(run_dir: Path, device: torch.device, force: bool = False,
                             for key in ("probe/weight_norm_per_layer", "probe/attn_entropy", "probe/tscore")
                             if records[step].get(key) is not None)
         echo(f"step {step}: {summary}")
-    echo(f"{out}: probed {len(todo)} of {len(snapshots)} snapshots")
+    if legacy:
+        log.warning("%d snapshot(s) of %s written by an older grok, no content hash: probed unverified", legacy,
+                    run_dir)
+    echo(f"{out}: probed {len(todo) - skipped} of {len(snapshots)} snapshots"
+         f"{f' ({skipped} unusable, skipped)' if skipped else ''}")
     return out

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from grokking.checkpoint import DIGEST_KEY
 
 RUN = Path("runs/qf-smoke/depth=2/seed=42")
 
@@ -80,9 +83,30 @@ def test_missing_run_dir_and_missing_snapshots(smoke_run, tmp_path):
     assert_one_line_error(grok(smoke_run, "probe", str(tmp_path)), "no config.yaml")
 
 
-def test_corrupt_snapshot(smoke_run, tmp_path):
+def test_corrupt_snapshots_are_moved_aside_and_skipped_and_unhashed_ones_probed(smoke_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(smoke_run / RUN, copy)
     (copy / "probes.jsonl").unlink(missing_ok=True)
-    (copy / "ckpt" / "snapshots" / "step_000000015.pt").write_bytes(b"not a checkpoint")
-    assert_one_line_error(grok(smoke_run, "probe", str(copy)), "step_000000015.pt is unreadable")
+    snapshots = copy / "ckpt" / "snapshots"
+    tampered = torch.load(snapshots / "step_000000015.pt", weights_only=True)
+    next(iter(tampered["model"].values())).view(-1)[0] += 1.0  # one weight changed, the stored hash kept
+    torch.save(tampered, snapshots / "step_000000015.pt")
+    legacy = torch.load(snapshots / "step_000000030.pt", weights_only=True)
+    del legacy[DIGEST_KEY]  # as an older grok wrote it
+    torch.save(legacy, snapshots / "step_000000030.pt")
+    (copy / "ckpt" / "init.pt").write_bytes(b"not a checkpoint")
+
+    result = grok(smoke_run, "probe", str(copy))
+    assert result.returncode == 0, result.stderr
+    assert "probed 1 of 3 snapshots (2 unusable, skipped)" in result.stdout
+    warnings = result.stderr.strip().splitlines()
+    assert len(warnings) == 3 and "Traceback" not in result.stderr, result.stderr
+    assert warnings[0].startswith("skipping snapshot init.pt (unreadable: ") and "-> init.pt.corrupt-" in warnings[0]
+    assert warnings[1].startswith("skipping snapshot step_000000015.pt (content hash mismatch) -> "
+                                  "step_000000015.pt.corrupt-"), warnings[1]
+    assert "1 snapshot(s) of" in warnings[2] and "written by an older grok, no content hash" in warnings[2]
+    assert [r["step"] for r in records(copy / "probes.jsonl")] == [30]
+    assert len(list(copy.rglob("*.corrupt-*"))) == 2
+
+    again = grok(smoke_run, "probe", str(copy))
+    assert again.returncode == 0 and "all 1 snapshots already probed" in again.stdout, again.stdout + again.stderr
