@@ -246,6 +246,36 @@ def test_a_full_disk_during_a_save_fails_on_one_line_with_a_failed_status_and_no
     assert not tmp_files(run)
 
 
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """A real 2 MB filesystem (tmpfs) under tmp_path; skips where it cannot be mounted (not root, no mount)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_really_full_disk_fails_on_one_line_with_a_failed_status_and_no_temp_files(tmp_path, small_disk, grok,
+                                                                                      data_dir, one_line_error):
+    # a snapshot every step fills 2 MB within ~20 steps, whatever write then comes first
+    result = grok("train", "experiment=smoke", f"data.dir={data_dir}", f"run_dir={small_disk}/run", "task.steps=200",
+                  "train.snapshot_every=1", "train.save_every=5", "probes.enabled=false", cwd=tmp_path)
+    one_line_error(result, "No space left on device", code=1)
+    assert f"cannot write {small_disk}/run/" in result.stderr
+    run = small_disk / "run"
+    status = status_of(run)
+    assert status["status"] == "failed" and "No space left on device" in status["reason"]
+    latest = run / "ckpt" / "latest.pt"
+    assert status["step"] == (step_of(latest) if latest.exists() else 0)
+    assert not tmp_files(run)
+
+
 def test_an_unwritable_checkpoint_directory_is_one_line(tmp_path, copied, grok, data_dir, one_line_error):
     ckpt = copied / "ckpt"
     ckpt.chmod(0o555)
