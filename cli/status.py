@@ -6,9 +6,10 @@
     grok status runs --sweep smoke task.steps=400     # overrides as given to `grok train -m`
     grok status runs task=ti depth=2,4 seed='range(3)'  # a grid from overrides alone
 
-Columns: run, state, last step / planned steps, last OOD accuracy (gen/acc), and the reason of a failure or
-preemption. `stale` means status.json says running but no live process holds the run's lock (killed);
-re-launching the sweep resumes it. With --sweep or overrides, <dir> is the runs root (paths.runs).
+Columns: run, state, last step / planned steps, last in-domain (val/acc) and OOD (gen/acc) accuracy, for a
+running run the time left at its recent speed (eta), and the reason of a failure or preemption. `stale`
+means status.json says running but no live process holds the run's lock (killed); re-launching the sweep
+resumes it. With --sweep or overrides, <dir> is the runs root (paths.runs).
 Always exits 0 once <dir> exists.
 """
 

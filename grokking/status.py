@@ -6,6 +6,9 @@
 A run directory is any directory holding `status.json`, `config.yaml` or `.lock` (hidden directories such as
 `.submitit/` and a run's own sub-directories are not searched). A `running` status.json whose `.lock` no live
 process holds (killed by SIGKILL, OOM or a node failure) is reported as `stale`: re-launching resumes it.
+Each run shows its last logged in-domain (val/acc) and OOD (gen/acc) accuracy; a running run also an ETA: its
+remaining steps at the training speed of its last evaluations (`elapsed_s` in metrics.jsonl, cumulative training
+wall time).
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from pathlib import Path
 
 import yaml
 
+from grokking.console import duration
 from grokking.rundir import RunDir
 from grokking.runfiles import moved_aside, read_log
 
 RUN_MARKERS = ("status.json", "config.yaml", ".lock")
 STATES = ("done", "running", "stale", "preempted", "failed", "unfinished", "unknown", "missing")
+RATE_WINDOW = 5  # evaluations over which a running run's speed is measured for its ETA
 
 
 @dataclass
@@ -34,8 +39,16 @@ class RunStatus:
     state: str  # one of STATES
     step: int | None = None  # the furthest step logged or checkpointed
     planned: int | None = None  # train.steps of the run's config (or of the sweep that expects it)
+    val_acc: float | None = None  # last logged in-domain accuracy (val/acc)
     gen_acc: float | None = None  # last logged OOD accuracy (gen/acc)
+    steps_per_s: float | None = None  # training speed over the last RATE_WINDOW evaluations
     reason: str | None = None
+
+    def eta_s(self) -> float | None:
+        """Seconds until a running run reaches its planned steps at its recent speed (None if unknown)."""
+        if self.state != "running" or not self.steps_per_s or self.planned is None or self.step is None:
+            return None
+        return max(self.planned - self.step, 0) / self.steps_per_s
 
 
 def natural_key(path: Path) -> list:
@@ -76,12 +89,31 @@ def planned_steps(run_path: Path) -> int | None:
     return None
 
 
-def last_logged(run: RunDir) -> tuple[int | None, float | None]:
-    """The furthest step in metrics.jsonl / train_log.jsonl, and the last finite gen/acc."""
+def finite(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def last_value(records: list[dict], key: str) -> float | None:
+    """The last finite value of `key`."""
+    return next((r[key] for r in reversed(records) if finite(r.get(key))), None)
+
+
+def steps_per_second(records: list[dict]) -> float | None:
+    """Steps per second of training wall time over the last RATE_WINDOW evaluations that logged `elapsed_s`."""
+    timed = [(r["step"], r["elapsed_s"]) for r in records if finite(r.get("elapsed_s"))][-RATE_WINDOW:]
+    if len(timed) < 2:
+        return None
+    (first_step, first_s), (last_step, last_s) = timed[0], timed[-1]
+    return (last_step - first_step) / (last_s - first_s) if last_step > first_step and last_s > first_s else None
+
+
+def last_logged(run: RunDir, result: RunStatus) -> None:
+    """Fill in the furthest step in metrics.jsonl / train_log.jsonl, the last val/acc and gen/acc, and the speed."""
     metrics = read_log(run.metrics_file)
     steps = [r["step"] for r in (*metrics, *read_log(run.train_log_file)[-1:])]
-    accs = [r["gen/acc"] for r in metrics if isinstance(r.get("gen/acc"), int | float) and math.isfinite(r["gen/acc"])]
-    return (max(steps) if steps else None), (accs[-1] if accs else None)
+    result.step = max(steps) if steps else None
+    result.val_acc, result.gen_acc = last_value(metrics, "val/acc"), last_value(metrics, "gen/acc")
+    result.steps_per_s = steps_per_second(metrics)
 
 
 def run_status(run_path: Path, planned: int | None = None) -> RunStatus:
@@ -100,10 +132,9 @@ def classify(run_path: Path, planned: int | None) -> RunStatus:
     if not run_path.is_dir():
         return RunStatus(run_path, "missing", planned=planned, reason="no run directory yet")
     run = RunDir(run_path)
-    planned = planned if planned is not None else planned_steps(run_path)
-    step, gen_acc = last_logged(run)
+    result = RunStatus(run_path, "unknown", planned=planned if planned is not None else planned_steps(run_path))
+    last_logged(run, result)
     info = run.status()
-    result = RunStatus(run_path, "unknown", step, planned, gen_acc)
     if info is None:
         if lock_held(run_path):
             result.state, result.reason = "running", "starting (no status.json yet)"
@@ -114,7 +145,7 @@ def classify(run_path: Path, planned: int | None) -> RunStatus:
         return result
     status, result.reason = info.get("status"), info.get("reason")
     if isinstance(info.get("step"), int):
-        result.step = max(info["step"], step or 0)
+        result.step = max(info["step"], result.step or 0)
     if status == "running":
         if lock_held(run_path):
             result.state = "running"
@@ -122,9 +153,9 @@ def classify(run_path: Path, planned: int | None) -> RunStatus:
             result.state = "stale"
             result.reason = (f"status.json says running (pid {info.get('pid')} on {info.get('host')}) but no process "
                              "holds the lock; re-launch to resume from the last checkpoint")
-    elif status == "done" and planned is not None and (result.step or 0) < planned:
+    elif status == "done" and result.planned is not None and (result.step or 0) < result.planned:
         result.state = "unfinished"
-        result.reason = f"done at step {result.step}, but {planned} steps are planned; re-launch to continue"
+        result.reason = f"done at step {result.step}, but {result.planned} steps are planned; re-launch to continue"
     elif status in ("done", "preempted", "failed"):
         result.state = status
     else:
@@ -140,18 +171,21 @@ def sweep_status(root: Path, expected: dict[Path, int | None] | None = None) -> 
 
 
 def render(statuses: list[RunStatus], root: Path) -> str:
-    """A table (run, state, step/planned, gen/acc, note) and a one-line count per state."""
-    rows = [("run", "state", "step", "gen/acc", "note")]
+    """A table (run, state, step/planned, val/acc, gen/acc, eta, note) and a one-line count per state."""
+    rows = [("run", "state", "step", "val/acc", "gen/acc", "eta", "note")]
     for s in statuses:
         try:
             name = str(s.path.relative_to(root)) if s.path != root else "."
         except ValueError:
             name = str(s.path)
         step = f"{'-' if s.step is None else s.step}/{'?' if s.planned is None else s.planned}"
-        acc = "-" if s.gen_acc is None else f"{s.gen_acc:.3f}"
-        rows.append((name, s.state, step, acc, s.reason or ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4] for row in rows]
+        accs = ["-" if acc is None else f"{acc:.3f}" for acc in (s.val_acc, s.gen_acc)]
+        eta = s.eta_s()
+        eta_text = duration(eta) if eta is not None else "?" if s.state == "running" else "-"
+        rows.append((name, s.state, step, *accs, eta_text, s.reason or ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+             for row in rows]
     return "\n".join(line.rstrip() for line in lines) + "\n" + summary(statuses)
 
 

@@ -20,9 +20,20 @@ def make_run(root: Path, depth: int, seed: int, status: str | None = "done", ste
     if status is not None:
         (path / "status.json").write_text(json.dumps({"status": status, "step": step, "reason": reason, "pid": 1,
                                                       "host": "node7"}))
-    records = [{"step": 30 * (i + 1), "val/acc": 0.5, "gen/acc": acc} for i, acc in enumerate(accs)]
+    records = [{"step": 30 * (i + 1), "elapsed_s": 3.0 * (i + 1), "val/acc": 0.5 + 0.1 * i, "gen/acc": acc}
+               for i, acc in enumerate(accs)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+def status_while_running(path: Path):
+    """The run's status while this process holds its lock, as a training process would."""
+    holder = RunDir(path)
+    holder.lock()
+    try:
+        return run_status(path)
+    finally:
+        holder.release()
 
 
 def test_run_dirs_are_found_in_natural_order_without_hidden_or_nested_dirs(tmp_path: Path):
@@ -39,7 +50,8 @@ def test_run_dirs_are_found_in_natural_order_without_hidden_or_nested_dirs(tmp_p
 
 def test_finished_failed_and_preempted_runs_keep_their_state_step_and_last_ood_accuracy(tmp_path: Path):
     done = run_status(make_run(tmp_path, 2, 0, accs=(0.2, 0.35)))
-    assert (done.state, done.step, done.planned, done.gen_acc) == ("done", 60, 60, 0.35)
+    assert (done.state, done.step, done.planned, done.val_acc, done.gen_acc) == ("done", 60, 60, 0.6, 0.35)
+    assert done.eta_s() is None  # only running runs have an ETA
     failed = run_status(make_run(tmp_path, 2, 1, "failed", 30, accs=(0.1,), reason="non-finite training loss"))
     assert (failed.state, failed.step, failed.reason) == ("failed", 30, "non-finite training loss")
     preempted = run_status(make_run(tmp_path, 2, 2, "preempted", 45, accs=(0.1,), reason="SIGUSR2 received"))
@@ -80,6 +92,26 @@ def test_metrics_past_the_status_step_and_torn_lines_are_handled(tmp_path: Path)
     assert (status.step, status.gen_acc) == (60, 0.4)
 
 
+def test_a_running_run_shows_its_in_domain_accuracy_and_an_eta_from_its_recent_speed(tmp_path: Path):
+    path = make_run(tmp_path, 2, 0, "running", 90, steps=3090, accs=(0.1, 0.2, 0.3))  # evals at 30, 60, 90
+    with open(path / "metrics.jsonl", "a") as handle:  # slower lately: the last RATE_WINDOW evaluations count
+        handle.writelines(json.dumps({"step": 30 * i, "elapsed_s": 90.0 + 30 * (i - 3), "val/acc": 0.9,
+                                      "gen/acc": 0.3}) + "\n" for i in range(4, 11))
+    status = status_while_running(path)
+    assert (status.state, status.step, status.val_acc) == ("running", 300, 0.9)
+    assert status.steps_per_s == pytest.approx(1.0)  # 30 steps per 30 s
+    assert status.eta_s() == pytest.approx(2790)
+    row = render([status], tmp_path).splitlines()[1].split()
+    assert row == ["qf/depth=2/seed=0", "running", "300/3090", "0.900", "0.300", "46m", "30s"]
+
+
+def test_a_running_run_without_timed_evaluations_has_an_unknown_eta(tmp_path: Path):
+    path = make_run(tmp_path, 2, 0, "running", 30, accs=(0.1,))
+    status = status_while_running(path)
+    assert status.state == "running" and status.eta_s() is None
+    assert render([status], tmp_path).splitlines()[1].split()[5] == "?"
+
+
 def test_a_run_done_under_fewer_planned_steps_is_unfinished(tmp_path: Path):
     path = make_run(tmp_path, 2, 0, "done", 60, steps=60)
     status = run_status(path, planned=400)
@@ -94,10 +126,10 @@ def test_expected_runs_without_a_directory_are_missing_and_the_table_counts_stat
     assert [s.state for s in statuses] == ["done", "failed", "missing", "missing"]
     table = render(statuses, tmp_path)
     lines = table.splitlines()
-    assert lines[0].split() == ["run", "state", "step", "gen/acc", "note"]
-    assert lines[1].split()[:4] == ["qf/depth=2/seed=0", "done", "60/60", "0.300"]
-    assert lines[2].split()[:5] == ["qf/depth=2/seed=1", "failed", "30/60", "0.300", "boom"]
-    assert lines[3].split()[:4] == ["qf/depth=4/seed=0", "missing", "-/60", "-"]
+    assert lines[0].split() == ["run", "state", "step", "val/acc", "gen/acc", "eta", "note"]
+    assert lines[1].split()[:6] == ["qf/depth=2/seed=0", "done", "60/60", "0.600", "0.300", "-"]
+    assert lines[2].split()[:7] == ["qf/depth=2/seed=1", "failed", "30/60", "0.500", "0.300", "-", "boom"]
+    assert lines[3].split()[:6] == ["qf/depth=4/seed=0", "missing", "-/60", "-", "-", "-"]
     assert lines[-1] == "4 runs: 1 done, 1 failed, 2 missing"
 
 
