@@ -162,8 +162,8 @@ def tmp_files(run: Path) -> list[Path]:
 
 
 # -- checkpoint integrity ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("damage", ["bit_flip", pytest.param("truncated", marks=pytest.mark.slow),
-                                    pytest.param("directory", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["bit_flip", "truncated", "directory"])
 def test_a_damaged_latest_is_moved_aside_and_the_fallback_survives_rotation(tmp_path, copied, grok, data_dir, damage):
     ckpt = copied / "ckpt"
     latest = ckpt / "latest.pt"
@@ -190,6 +190,7 @@ def test_a_damaged_latest_is_moved_aside_and_the_fallback_survives_rotation(tmp_
     assert status.returncode == 0 and "1 corrupt checkpoint(s) moved aside: ckpt/latest.pt.corrupt-" in status.stdout
 
 
+@pytest.mark.slow
 def test_a_run_saved_before_content_hashes_resumes_with_one_warning(tmp_path, copied, grok, data_dir):
     ckpt = copied / "ckpt"
     for path in [ckpt / "latest.pt", ckpt / "previous.pt", *ckpt.glob("snapshots/*.pt")]:
@@ -219,6 +220,7 @@ def test_rotation_never_demotes_a_corrupt_latest(tmp_path):
     assert not tmp_files(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_save_fails_on_one_line_with_a_failed_status_and_no_temp_files(tmp_path, data_dir,
                                                                                              monkeypatch):
     from cli.compose import compose_config
@@ -261,6 +263,7 @@ def small_disk(tmp_path) -> Path:
     subprocess.run(["umount", str(mount)], check=True)
 
 
+@pytest.mark.slow
 def test_a_really_full_disk_fails_on_one_line_with_a_failed_status_and_no_temp_files(tmp_path, small_disk, grok,
                                                                                       data_dir, one_line_error):
     # a snapshot every step fills 2 MB within ~20 steps, whatever write then comes first
@@ -276,6 +279,7 @@ def test_a_really_full_disk_fails_on_one_line_with_a_failed_status_and_no_temp_f
     assert not tmp_files(run)
 
 
+@pytest.mark.slow
 def test_an_unwritable_checkpoint_directory_is_one_line(tmp_path, copied, grok, data_dir, one_line_error):
     ckpt = copied / "ckpt"
     ckpt.chmod(0o555)
@@ -358,6 +362,7 @@ def start(tmp_path: Path, args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([GROK, *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 75), (signal.SIGINT, 130)])
 def test_a_signal_during_start_up_exits_with_a_truthful_status_and_no_traceback(tmp_path, sig, code):
     # a fresh data directory: the data is generated during start-up, after the run directory is locked
@@ -375,6 +380,7 @@ def test_a_signal_during_start_up_exits_with_a_truthful_status_and_no_traceback(
     assert status["status"] == "preempted" and "during start-up" in status["reason"] and status["step"] == 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_at_the_next_step_and_exits_130(tmp_path, data_dir):
     args = ["train", "experiment=smoke", f"data.dir={data_dir}", "run_dir=run", "task.steps=400",
             "train.save_every=1000", "train.log_every=5", "probes.enabled=false"]

@@ -13,6 +13,8 @@ import torch
 
 from grokking.checkpoint import DIGEST_KEY
 
+pytestmark = pytest.mark.slow  # every test needs the trained smoke run
+
 RUN = Path("runs/qf-smoke/depth=2/seed=42")
 
 

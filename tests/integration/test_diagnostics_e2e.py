@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 RUN = "runs/qf-smoke/depth=2/seed=42"
 TRAIN = ["train", "experiment=smoke", "diagnostics=on", "task.steps=20", "task.eval_every=10",
          "diagnostics.n_per_split=15", "diagnostics.log_start=2", "probes.enabled=false"]
 
 
+@pytest.mark.slow
 def test_train_analyze_report_with_diagnostics(tmp_path, data_dir, grok):
     trained = grok(*TRAIN, f"data.dir={data_dir}", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-2000:]

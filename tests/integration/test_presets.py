@@ -56,6 +56,7 @@ def test_sweep_presets_land_in_their_presets_directories(sweep):
         assert config_hash(cfg) != paper_hash and cfg.run_dir != paper_dir and sweep in cfg.run_dir
 
 
+@pytest.mark.slow
 def test_smoke_and_cpu_runs_leave_the_paper_directory_alone(tmp_path, grok, data_dir):
     """The README's main job, the smoke run and the paper sweep's first cell: three directories."""
     smoke = grok("train", "experiment=smoke", f"data.dir={data_dir}", "task.steps=2", "task.eval_every=2",

@@ -25,7 +25,7 @@ from conftest import GROK
 
 from grokking.status import run_status
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 300

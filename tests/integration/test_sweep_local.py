@@ -59,6 +59,7 @@ def test_emit_writes_shell_quoted_lines_and_the_sbatch_command(tmp_path: Path):
     assert bad.returncode == 2 and bad.stderr.strip() == "grok: error: depth must be positive, got 0 (job: experiment=smoke depth=0 seed=0)"
 
 
+@pytest.mark.slow
 def test_relaunched_sweep_skips_done_runs_resumes_unfinished_ones_and_survives_a_failing_run(tmp_path: Path, data_dir):
     common = ["paths.runs=runs", f"data.dir={data_dir}", *QUICK]
     runs = tmp_path / "runs"
@@ -98,6 +99,7 @@ def test_relaunched_sweep_skips_done_runs_resumes_unfinished_ones_and_survives_a
                       "qf-smoke/depth=3/seed=1": "unfinished"}
 
 
+@pytest.mark.slow
 def test_local_launcher_runs_each_job_in_its_own_process(tmp_path: Path, data_dir):
     result = subprocess.run([GROK, "train", "-m", "hydra/launcher=local", "hydra.sweeper.max_batch_size=2", "+sweep=smoke",
                              "depth=2", "paths.runs=runs", f"data.dir={data_dir}", *QUICK],
@@ -109,6 +111,7 @@ def test_local_launcher_runs_each_job_in_its_own_process(tmp_path: Path, data_di
     assert len(logs) == 2 and all("done at step 60" in log.read_text() for log in logs)
 
 
+@pytest.mark.slow
 def test_usr2_then_term_resume_to_the_uninterrupted_metrics_under_one_wandb_run_id(tmp_path: Path, data_dir):
     args = ["train", "experiment=smoke", "task.steps=300", "deterministic=true", f"data.dir={data_dir}", *QUICK]
     subprocess.run([GROK, *args, "paths.runs=reference"], cwd=tmp_path, check=True, capture_output=True, timeout=300,

@@ -32,7 +32,9 @@ def run_dir(root: Path, task: str = "qf", depth: int = 2, seed: int = 42) -> Pat
     return root / "runs" / f"{task}-smoke" / f"depth={depth}" / f"seed={seed}"
 
 
-@pytest.mark.parametrize("task", ["qf", "ti", "dyck"])
+# qf is the quick loop's one end-to-end training run; the other tasks train in the full suite
+@pytest.mark.parametrize("task", ["qf", pytest.param("ti", marks=pytest.mark.slow),
+                                  pytest.param("dyck", marks=pytest.mark.slow)])
 def test_smoke_run_writes_the_run_directory(tmp_path, grok, data_dir, task):
     result = grok(*smoke(data_dir, f"task={task}"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -62,6 +64,7 @@ def test_smoke_run_writes_the_run_directory(tmp_path, grok, data_dir, task):
     assert [r["step"] for r in train_log] == [10, 20, 30, 40, 50, 60]
 
 
+@pytest.mark.slow
 def test_finished_run_is_skipped_extended_or_forced(tmp_path, grok, data_dir):
     assert grok(*smoke(data_dir), cwd=tmp_path).returncode == 0
     run = run_dir(tmp_path)
@@ -82,6 +85,7 @@ def test_finished_run_is_skipped_extended_or_forced(tmp_path, grok, data_dir):
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0, 30, 60]
 
 
+@pytest.mark.slow
 def test_resuming_with_a_different_training_config_is_refused_unless_forced(tmp_path, grok, data_dir, one_line_error):
     assert grok(*smoke(data_dir, "task.steps=30"), cwd=tmp_path).returncode == 0
     changed = grok(*smoke(data_dir, "optim.lr=3e-4"), cwd=tmp_path)
@@ -118,6 +122,7 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_p
     assert [r["step"] for r in reference] == [0, 30, 60, 90, 120, 150]  # step 0: the untrained model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2])
 def test_preemption_signal_saves_marks_preempted_and_resume_completes(tmp_path, grok, data_dir, sig):
     args = smoke(data_dir, "task.steps=400", "train.save_every=1000", "train.log_every=5", "probes.enabled=false")
@@ -134,6 +139,7 @@ def test_preemption_signal_saves_marks_preempted_and_resume_completes(tmp_path, 
     assert json.loads((run / "status.json").read_text())["status"] == "done"
 
 
+@pytest.mark.slow
 def test_corrupt_latest_falls_back_to_previous_with_a_warning(tmp_path, grok, data_dir):
     args = smoke(data_dir, "task.steps=40", "train.save_every=10", "probes.enabled=false")
     assert grok(*args, cwd=tmp_path).returncode == 0
@@ -147,6 +153,7 @@ def test_corrupt_latest_falls_back_to_previous_with_a_warning(tmp_path, grok, da
     assert steps == [0, 30, 60]
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_the_run_as_failed_and_keeps_the_last_good_checkpoint(tmp_path, data_dir, monkeypatch):
     from cli.compose import compose_config
     from grokking import train as train_module
@@ -202,6 +209,7 @@ def test_unwritable_run_directory(tmp_path, grok, data_dir, one_line_error):
     assert (tmp_path / "blocker").read_text() == "a file"
 
 
+@pytest.mark.slow
 def test_runs_from_a_non_editable_install_in_another_directory(tmp_path, data_dir):
     """The console script finds its configs when the package is installed as a wheel, not from the checkout."""
     source = tmp_path / "source"  # a copy, so the build leaves nothing (build/, egg-info) in the checkout

@@ -149,6 +149,7 @@ def profile(task: str, examples: list[Example]) -> Counter:
     return counts
 
 
+@pytest.mark.slow  # the paper-sized splits
 @pytest.mark.parametrize("task,name", [("qf", "question.dev"), ("ti", "tense.dev")])
 def test_in_domain_val_matches_reference_statistics(reference_data, task, name):
     reference = read_original(reference_data / name, task)
@@ -162,6 +163,7 @@ def test_in_domain_val_matches_reference_statistics(reference_data, task, name):
     assert total_variation < 0.1
 
 
+@pytest.mark.slow  # the paper-sized splits
 def test_dyck_iid_val_matches_reference(reference_data):
     reference = read_original(reference_data / "dyck-k20-d10.val", "dyck")
     _, val, _ = make("dyck", 200_000, 20_000, 20_000)

@@ -222,6 +222,7 @@ def test_ti_linear_rule_fits_every_in_domain_line(ti_splits):
 
 # --- De-duplication: no split repeats an input, the splits are disjoint, and repeats are rejected in order -------
 
+@pytest.mark.slow  # the paper-sized splits
 @pytest.mark.parametrize("name", ["qf", "ti"])
 def test_paper_sized_splits_have_no_repeated_inputs(name):
     task = SimpleNamespace(name=name, n_train=100_000, n_val=1_000, n_gen=10_000)

@@ -163,6 +163,7 @@ def test_vocab_ids():
         vocab.id("(b")
 
 
+@pytest.mark.slow  # generates the paper-sized training sets
 def test_vocab_sizes_at_paper_scale_match_sg(tmp_path):
     sizes = {name: load_task_data(make_cfg(tmp_path, name, n_train=100_000)).vocab.size for name in ("qf", "ti")}
     assert sizes == {"qf": 71, "ti": 101}  # SG: 69 and 99 tokens incl. <pad>, plus EOS and SOS

@@ -17,6 +17,8 @@ from grokking.evaluate import lm_batch
 from grokking.model import ModelShape, TransformerLM
 from grokking.probes import Prober
 
+pytestmark = pytest.mark.slow  # trains a small LM for a few hundred steps
+
 MOVING_PROBES = ("probe/weight_norm", "probe/attn_entropy", "probe/attn_sparsity_sg", "probe/tscore",
                  "probe/tscore_exact", "probe/tparseval")
 
