@@ -6,6 +6,9 @@ the interrupted ones identical (metrics.jsonl, train_log.jsonl minus elapsed_s) 
     preemption signal) another; the blocking launcher must then exit 0.
   * `grok sweep emit` + scripts/array.sbatch: USR2 to the batch shell (as --signal=B:USR2 does) makes the
     script requeue its task; `scontrol requeue` (SIGTERM) is requeued by SLURM itself.
+Submissions that cannot work end on one `grok: error:` line naming the launcher key to change: one that sbatch
+rejects (the default gpus_per_node on this GPU-less cluster, more memory than the node has) and an array that can
+never start (more CPUs than the node has: pending with reason PartitionConfig), which is also cancelled.
 Skips when `sinfo` is missing or no partition answers.
 """
 
@@ -23,6 +26,7 @@ from pathlib import Path
 import pytest
 from conftest import GROK
 
+from grokking.slurm import capacity
 from grokking.status import run_status
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -32,6 +36,7 @@ STEPS = 300
 INTERRUPT_AT = 60  # steps; both interrupted runs are still well short of STEPS by then
 TIMEOUT = 420  # seconds for a whole sweep, requeues included
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+NAME = f"grok-test-{os.getpid()}"  # SLURM job name of this session's jobs
 
 
 def slurm_partition() -> str | None:
@@ -59,6 +64,13 @@ def partition() -> str:
 def overrides(data_dir: Path, runs: Path) -> list[str]:
     return [f"task.steps={STEPS}", "train.save_every=50", "deterministic=true", "probes.enabled=false",
             "train.snapshot_every=0", f"data.dir={data_dir}", f"paths.runs={runs}"]
+
+
+def launcher_sweep(tmp_path: Path, data_dir: Path, partition: str, *launcher: str) -> list[str]:
+    """`grok train -m` of the smoke grid as a job array through the SLURM launcher, in this test's folders."""
+    return [GROK, "train", "-m", "hydra/launcher=slurm", "+sweep=smoke", *overrides(data_dir, tmp_path / "runs"),
+            f"hydra.launcher.partition={partition}", f"hydra.launcher.submitit_folder={tmp_path}/submitit/%j",
+            f"hydra.launcher.name={NAME}", *launcher]
 
 
 def run_path(runs: Path, depth: int, seed: int) -> Path:
@@ -130,12 +142,10 @@ def check_sweep(runs: Path, reference: Path, data_dir: Path) -> None:
 
 def test_submitit_launcher_array_survives_requeue_and_usr2(tmp_path: Path, partition: str, reference: Path, data_dir):
     runs, folder = tmp_path / "runs", tmp_path / "submitit"
-    name = f"grok-test-{os.getpid()}"
     setup = f'["export PATH={Path(sys.executable).parent}:$PATH", "export OMP_NUM_THREADS=1"]'
-    command = [GROK, "train", "-m", "hydra/launcher=slurm", "+sweep=smoke", *overrides(data_dir, runs),
-               f"hydra.launcher.partition={partition}", f"hydra.launcher.submitit_folder={folder}/%j",
-               f"hydra.launcher.name={name}", "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
-               "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=30", f"hydra.launcher.setup={setup}"]
+    command = launcher_sweep(tmp_path, data_dir, partition, "hydra.launcher.gpus_per_node=0",
+                             "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+                             "hydra.launcher.timeout_min=30", f"hydra.launcher.setup={setup}")
     with open(tmp_path / "launcher.log", "w") as log:
         launcher = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=ENV)
     job_id = ""
@@ -161,7 +171,7 @@ def test_emitted_jobs_run_as_a_plain_sbatch_array_with_requeues(tmp_path: Path, 
                              cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=120)
     assert emitted.returncode == 0, emitted.stderr
     job_id = slurm("sbatch", "--parsable", "--array=0-3", f"--partition={partition}", "--cpus-per-task=1", "--mem=1G",
-                   f"--job-name=grok-test-{os.getpid()}", f"--chdir={tmp_path}", f"--output={tmp_path}/%x-%A_%a.out",
+                   f"--job-name={NAME}", f"--chdir={tmp_path}", f"--output={tmp_path}/%x-%A_%a.out",
                    str(REPO / "scripts" / "array.sbatch"), "jobs.txt").strip().split(";")[0]
     try:
         wait_until(lambda: both_past(runs), "tasks 0 and 1 to make progress")
@@ -171,5 +181,44 @@ def test_emitted_jobs_run_as_a_plain_sbatch_array_with_requeues(tmp_path: Path, 
     finally:
         subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
     check_sweep(runs, reference, data_dir)
-    log = (tmp_path / f"grok-test-{os.getpid()}-{job_id}_0.out").read_text()
+    log = (tmp_path / f"{NAME}-{job_id}_0.out").read_text()
     assert "received USR2" in log and "requeueing it" in log and "(restart 1)" in log
+
+
+def submit_in_vain(tmp_path: Path, data_dir: Path, partition: str, *launcher: str) -> subprocess.CompletedProcess:
+    """Run a launcher sweep that must fail before any task starts; whatever happens, none of its jobs is left."""
+    try:
+        return subprocess.run(launcher_sweep(tmp_path, data_dir, partition, *launcher), cwd=tmp_path,
+                              capture_output=True, text=True, env=ENV, timeout=180)
+    finally:
+        left = slurm("squeue", "-h", "-n", NAME, "-o", "%i").split()
+        subprocess.run(["scancel", "-n", NAME], capture_output=True, timeout=60)
+        assert not left, f"jobs left in the queue: {left}"
+
+
+@pytest.mark.parametrize("resource", ["gpus_per_node", "mem_gb"])
+def test_a_submission_sbatch_rejects_is_one_line_with_its_message_and_the_fix(tmp_path: Path, partition: str,
+                                                                              data_dir, one_line_error, resource):
+    offer = capacity(partition)
+    launcher = {"cpus_per_task": 1, "mem_gb": 1, "gpus_per_node": 0}
+    if resource == "gpus_per_node":  # the default (1) on a cluster without GPUs
+        if offer.gpus:
+            pytest.skip(f"partition {partition} has GPUs")
+        del launcher["gpus_per_node"]
+        said, fix = "Invalid generic resource (gres) specification", "gpus_per_node=0"
+    else:
+        launcher["mem_gb"] = offer.mem_gb + 1
+        said, fix = "Memory specification can not be satisfied", f"mem_gb={offer.mem_gb}"
+    result = submit_in_vain(tmp_path, data_dir, partition, *(f"hydra.launcher.{k}={v}" for k, v in launcher.items()))
+    one_line_error(result, f"set hydra.launcher.{fix}")
+    assert result.stderr.startswith(f"grok: error: sbatch rejected the submission: {said}"), result.stderr
+
+
+def test_an_array_that_can_never_start_is_cancelled_on_one_line_naming_the_resource(tmp_path: Path, partition: str,
+                                                                                     data_dir, one_line_error):
+    offer = capacity(partition)
+    result = submit_in_vain(tmp_path, data_dir, partition, f"hydra.launcher.cpus_per_task={offer.cpus + 1}",
+                            "hydra.launcher.mem_gb=1", "hydra.launcher.gpus_per_node=0")
+    one_line_error(result, f"set hydra.launcher.cpus_per_task={offer.cpus}")
+    assert "can never start (pending reason PartitionConfig): a task asks for" in result.stderr
+    assert "; cancelled it; " in result.stderr
