@@ -4,6 +4,7 @@
     grok sweep emit paper_qf task.steps=30000           # extra overrides go into every line (stdout)
     grok sweep emit smoke depth=2,4,6 --out jobs.txt    # command-line sweeps replace the preset's
     grok sweep emit task=ti depth=2,4 seed='range(3)'   # no preset: a grid from overrides alone
+    grok sweep emit paper_qf pack=seeds --out jobs.txt  # one seed pack per depth: 5 lines of 10 seeds
     sbatch --array=0-$(( $(wc -l < jobs.txt) - 1 ))%32 scripts/array.sbatch jobs.txt
 
 Every line is composed and validated before anything is written, and a line reproduces its run on its own:
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from cli.compose import CONFIG_DIR, compose_config, expand_sweep, validate_jobs
+from cli.compose import CONFIG_DIR, PACK_SEEDS, compose_config, expand_sweep, pack_seed_sweep, validate_jobs
 from cli.errors import OneLineParser, fail, reported_errors
 from grokking.errors import ConfigError
 
@@ -43,8 +44,10 @@ def is_multirun_only(override: str) -> bool:
 
 
 def sweep_jobs(sweep: str | None, overrides: list[str]) -> list[list[str]]:
-    """The stand-alone override list of every job of the sweep (no `+sweep=`, no launcher settings)."""
-    jobs = expand_sweep(preset_overrides(sweep, overrides))
+    """The stand-alone override list of every job of the sweep (no `+sweep=`, no launcher settings); with
+    `pack=seeds`, one job per cell with all of its seeds as one seed pack."""
+    full = preset_overrides(sweep, overrides)
+    jobs = expand_sweep(pack_seed_sweep(full) if PACK_SEEDS in full else full)
     return [[o for o in job if not is_multirun_only(o)] for job in jobs]
 
 

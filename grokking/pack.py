@@ -34,7 +34,9 @@ class PackedLM(nn.Module):
         self.size = len(members)
         params, buffers = stack_module_state(members)
         self.names, self.buffer_names = list(params), list(buffers)
-        self.stacked = nn.ParameterDict({self._key(n): nn.Parameter(p) for n, p in params.items()})
+        self.stacked = nn.ParameterDict()  # filled in TransformerLM.parameters() order (a dict would be sorted)
+        for name, stacked in params.items():
+            self.stacked[self._key(name)] = nn.Parameter(stacked)
         for name, stacked in buffers.items():  # fixed tables (positions), identical across members
             self.register_buffer(self._key(name), stacked[0].clone(), persistent=False)
         # the module whose forward runs per member; kept out of the module tree (its meta parameters are no weights)

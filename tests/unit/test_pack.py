@@ -1,5 +1,7 @@
 """PackedLM: K stacked members train exactly as K single models (losses, clipping, AdamW, checkpoint layout)."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -94,8 +96,9 @@ def test_optimizer_state_round_trip_and_resume_from_member_states():
         step(pack, optimizer, n)
     models = [pack.member_model(k, TransformerLM(model_shape)) for k in range(3)]
     states = [pack.member_optimizer_state(optimizer.state_dict(), k) for k in range(3)]
-    single = torch.optim.AdamW(models[1].parameters(), lr=3e-3, fused=True)
-    single.load_state_dict(states[1])  # a member's state is a valid single-run AdamW state
+    alone = copy.deepcopy(models[1])
+    single = torch.optim.AdamW(alone.parameters(), lr=3e-3, fused=True)
+    single.load_state_dict(states[1])  # a member's state is a single run's AdamW state, parameter by parameter
 
     resumed = PackedLM([build(0, model_shape) for _ in SEEDS])
     for k, model in enumerate(models):
@@ -105,8 +108,17 @@ def test_optimizer_state_round_trip_and_resume_from_member_states():
     for n in range(3, 5):
         step(pack, optimizer, n)
         step(resumed, resumed_optimizer, n)
+        ids, targets = batches(n)[1]
+        loss = alone.loss(ids, targets)
+        single.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(alone.parameters(), 1.0)
+        single.step()
     for a, b in zip(pack.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
+    member = pack.member_model(1, TransformerLM(model_shape))
+    for name, value in alone.state_dict().items():  # the member resumed alone continues as in the pack
+        assert torch.allclose(member.state_dict()[name], value, atol=1e-5), name
 
 
 def test_members_draw_independent_dropout_masks():
