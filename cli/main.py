@@ -6,6 +6,7 @@
     grok data task=dyck                            # generate and cache the Dyck splits
     grok report runs/                              # figures and tables from a sweep
     grok --version                                 # grok's version (also `grok train --version`)
+    source <(grok completion bash)                 # tab completion in this shell
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ SUBCOMMANDS = {
     "sweep": "emit a sweep's jobs as override lines for scripts/array.sbatch",
     "status": "done / running / preempted / failed / missing runs of a sweep",
     "analyze": "learning-dynamics metrics for runs with diagnostics=on",
+    "completion": "tab completion for bash: source <(grok completion bash)",
 }
 
 USAGE = "usage: grok [--version] <subcommand> [args...]   (grok <subcommand> --help for its options)"
@@ -34,8 +36,9 @@ def version() -> str:
 def print_help() -> None:
     print(USAGE)
     print("\nsubcommands:")
+    width = max(map(len, SUBCOMMANDS))
     for name, summary in SUBCOMMANDS.items():
-        print(f"  {name:<9} {summary}")
+        print(f"  {name:<{width}}  {summary}")
 
 
 def main(argv: list[str] | None = None) -> int:
