@@ -74,8 +74,8 @@ def sweeper_params(overrides: list[str]) -> dict:
     except Exception as exc:
         raise ConfigError(one_line(exc)) from exc
     base = compose_config([o.input_line for o in parsed if not o.is_sweep_override()], with_hydra=True)
-    params = base.hydra.sweeper.get("params") or {}
-    return OmegaConf.to_container(params, resolve=False)  # a value may interpolate the job's own config
+    params = base.hydra.sweeper.get("params")
+    return OmegaConf.to_container(params, resolve=False) if params else {}  # values may interpolate the job's
 
 
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
