@@ -44,6 +44,7 @@ class PackedLM(nn.Module):
         if base.shape.tied_output:  # moving to meta unties; functional_call needs the tie to fill both names
             base.output.weight = base.embedding.weight
         object.__setattr__(self, "base", base)
+        object.__setattr__(self, "loss_of_base", _PaddingFreeLoss(base))
         self.shape = members[0].shape
 
     @staticmethod
@@ -63,6 +64,18 @@ class PackedLM(nn.Module):
         Returns the K training losses [K]."""
         self.base.train(self.training)
         return vmap(self._member_loss, randomness="different")(self.params(), inputs, targets)
+
+    def losses_each(self, batches: list[tuple[Tensor, Tensor]]) -> Tensor:
+        """The K training losses [K], member by member, each on its own unpadded batch through the padding-free
+        TransformerLM.loss (the CPU path: there the arithmetic, not kernel launches, dominates, and skipping the
+        padding is what saves it). Same values as `loss`; the members draw their dropout masks in turn."""
+        self.base.train(self.training)
+        buffers = {f"model.{n}": getattr(self, self._key(n)) for n in self.buffer_names}
+        params = self.params()
+        return torch.stack([
+            functional_call(self.loss_of_base, ({f"model.{n}": p[k] for n, p in params.items()}, buffers),
+                            (inputs, targets))
+            for k, (inputs, targets) in enumerate(batches)])
 
     @torch.no_grad()
     def clip_grad_norms_(self, max_norm: float) -> Tensor:
@@ -103,3 +116,14 @@ class PackedLM(nn.Module):
                                     else value.clone()) for key, value in s.items()}
                           for i, s in first["state"].items()},
                 "param_groups": first["param_groups"]}
+
+
+class _PaddingFreeLoss(nn.Module):
+    """`model.loss` as a module's forward, so that functional_call can run it with a member's weights."""
+
+    def __init__(self, model: TransformerLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        return self.model.loss(inputs, targets)

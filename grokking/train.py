@@ -30,7 +30,7 @@ from grokking.console import startup_block, summary
 from grokking.errors import ConfigError, DataError, GrokError, RunDirError, TrainingFailed, WriteError
 from grokking.evaluate import evaluate
 from grokking.loggers import MetricsLogger, stable_run_id
-from grokking.model import build_model
+from grokking.model import build_model, lm_loss
 from grokking.rundir import RunDir, changed_training_keys, config_hash
 from grokking.runfiles import os_error_in, read_metrics
 from grokking.signals import Preempted, TrainingSignals
@@ -274,17 +274,40 @@ class Member:
                  extra={"seed": self.seed})
 
 
-class SingleStep:
-    """The training step of one model: the padding-free loss, clip_grad_norm_, one fused AdamW."""
+def compile_loss(loss_fn, cfg: DictConfig, device: torch.device):
+    """`compile=true`: torch.compile the loss; on CUDA with CUDA graphs ("reduce-overhead": one graph per padded
+    batch shape, replayed without per-kernel launch cost)."""
+    if not cfg.compile:
+        return loss_fn
+    return torch.compile(loss_fn, mode="reduce-overhead" if device.type == "cuda" else None)
 
-    def __init__(self, model, cfg: DictConfig):
-        self.model = model
+
+def static_width(batches: list[tuple[torch.Tensor, torch.Tensor]], multiple: int, pad: int):
+    """Right-pad every (inputs, targets) batch to one width, a multiple of `multiple` tokens, and stack them:
+    [members, batch, width]. Padding never changes the loss (ignored targets, causal attention)."""
+    width = max(inputs.shape[1] for inputs, _ in batches)
+    width = -(-width // multiple) * multiple
+    return (torch.stack([F.pad(i, (0, width - i.shape[1]), value=pad) for i, _ in batches]),
+            torch.stack([F.pad(t, (0, width - t.shape[1]), value=-100) for _, t in batches]))
+
+
+class SingleStep:
+    """The training step of one model: clip_grad_norm_ and one fused AdamW. On the CPU the loss skips the
+    padding (TransformerLM.loss); on CUDA it runs on batches padded to multiples of 8 tokens with no host sync
+    (the padding-free loss needs one), so a few static shapes recur and compile=true can capture them."""
+
+    def __init__(self, model, cfg: DictConfig, device: torch.device, pad: int):
+        self.model, self.pad = model, pad
         self.optimizer = make_optimizer(model.parameters(), cfg)
-        self.compute_loss = torch.compile(model.loss) if cfg.compile else model.loss
+        self.cuda = device.type == "cuda"
+        loss = (lambda ids, targets: lm_loss(model(ids), targets)) if self.cuda else model.loss
+        self.compute_loss = compile_loss(loss, cfg, device)
 
     def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], lr: float, clip: float, autocast,
                  device: torch.device) -> torch.Tensor:
         """One optimizer step; [1, 2] (loss, pre-clipping gradient norm), on the device (no host sync)."""
+        if self.cuda:
+            batches = [tuple(t[0] for t in static_width(batches, 8, self.pad))]
         inputs, targets = (t.to(device, non_blocking=True) for t in batches[0])
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -309,30 +332,33 @@ class SingleStep:
 
 class PackStep:
     """The training step of a seed pack: members stacked in one PackedLM, one batch each, per-member clipping,
-    one fused AdamW over the stacked weights (K independent ones: AdamW is element-wise)."""
+    one fused AdamW over the stacked weights (K independent ones: AdamW is element-wise). On CUDA all members run
+    as one vmapped forward on batches padded to one static width (multiples of 8 tokens); on the CPU, where the
+    arithmetic dominates, each member runs the padding-free loss on its own batch."""
 
     def __init__(self, models: list, cfg: DictConfig, device: torch.device, pad: int):
+        self.cfg, self.device, self.pad = cfg, device, pad
+        self.static_shapes = device.type == "cuda"
+        self.scratch = models[0]  # holds one member's weights at a time, for evaluation, probes and checkpoints
+        self.build(models)
+
+    def build(self, models: list) -> None:
         from grokking.pack import PackedLM
 
-        self.cfg, self.device, self.pad = cfg, device, pad
-        self.pack = PackedLM(models).to(device)
-        self.scratch = models[0]  # holds one member's weights at a time, for evaluation, probes and checkpoints
-        self.optimizer = make_optimizer(self.pack.parameters(), cfg)
-        self.compute_loss = torch.compile(self.pack.loss) if cfg.compile else self.pack.loss
-        # CUDA: pad to multiples of 8 tokens, so a few static shapes recur (padding never changes the loss)
-        self.width_multiple = 8 if device.type == "cuda" else 1
+        self.pack = PackedLM(models).to(self.device)
+        self.optimizer = make_optimizer(self.pack.parameters(), self.cfg)
+        self.compute_loss = compile_loss(self.pack.loss, self.cfg, self.device)
 
     def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], lr: float, clip: float, autocast,
                  device: torch.device) -> torch.Tensor:
         """One optimizer step of every member; [K, 2] (loss, pre-clipping gradient norm), on the device."""
-        width = max(inputs.shape[1] for inputs, _ in batches)
-        width = -(-width // self.width_multiple) * self.width_multiple
-        inputs = torch.stack([F.pad(i, (0, width - i.shape[1]), value=self.pad) for i, _ in batches]).to(device)
-        targets = torch.stack([F.pad(t, (0, width - t.shape[1]), value=-100) for _, t in batches]).to(device)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast:
-            losses = self.compute_loss(inputs, targets)
+            if self.static_shapes:
+                losses = self.compute_loss(*(t.to(device, non_blocking=True) for t in static_width(batches, 8, self.pad)))
+            else:
+                losses = self.pack.losses_each([(i.to(device), t.to(device)) for i, t in batches])
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # members share no weights: each gets exactly its own loss's gradient
         norms = self.pack.clip_grad_norms_(clip)
@@ -352,16 +378,12 @@ class PackStep:
 
     def drop(self, k: int) -> None:
         """Take member k out of the pack (its weights and optimizer state); the others continue unchanged."""
-        from grokking.pack import PackedLM
-
         keep = [i for i in range(self.pack.size) if i != k]
         state = self.optimizer.state_dict()
         models = [copy.deepcopy(self.model_of(i)) for i in keep]
         states = [self.pack.member_optimizer_state(state, i) for i in keep]
-        self.pack = PackedLM(models).to(self.device)
-        self.optimizer = make_optimizer(self.pack.parameters(), self.cfg)
+        self.build(models)
         self.optimizer.load_state_dict(self.pack.stacked_optimizer_state(states))
-        self.compute_loss = torch.compile(self.pack.loss) if self.cfg.compile else self.pack.loss
 
 
 def make_optimizer(parameters, cfg: DictConfig) -> torch.optim.AdamW:
@@ -394,7 +416,7 @@ class Trainer:
             models.append(build_model(cfg.model, self.data.vocab.size).to(self.device))
             member.prepare(self.data, self.device)
         self.engine = (PackStep(models, cfg, self.device, self.data.vocab.pad) if self.packed
-                       else SingleStep(models[0], cfg))
+                       else SingleStep(models[0], cfg, self.device, self.data.vocab.pad))
 
     # -- state -----------------------------------------------------------------------------------------
     def restore(self) -> None:

@@ -138,3 +138,24 @@ def test_members_draw_independent_dropout_masks():
 def test_members_must_share_a_shape():
     with pytest.raises(ValueError, match="one model shape"):
         PackedLM([build(0, shape()), build(0, shape(n_layers=3))])
+
+
+def test_the_cuda_static_width_step_matches_the_cpu_padding_free_step():
+    """PackStep's two paths (vmapped forward on batches padded to multiples of 8 tokens, as on CUDA; member by
+    member on unpadded batches, as on the CPU) train the same pack the same way."""
+    from omegaconf import OmegaConf
+
+    from grokking.train import PackStep
+
+    cfg = OmegaConf.create({"optim": {"betas": [0.9, 0.999], "eps": 1e-7, "weight_decay": 0.0}, "compile": False})
+    steps = []
+    for static in (False, True):
+        step = PackStep([build(s, shape()) for s in SEEDS], cfg, torch.device("cpu"), pad=0)
+        step.static_shapes = static
+        stats = [step(batches(n), 3e-3, 0.5, torch.autocast("cpu", enabled=False), torch.device("cpu"))
+                 for n in range(4)]
+        steps.append((torch.stack(stats), step))
+    (cpu_stats, cpu_step), (cuda_stats, cuda_step) = steps
+    assert torch.allclose(cpu_stats, cuda_stats, rtol=1e-5)
+    for a, b in zip(cpu_step.pack.parameters(), cuda_step.pack.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -1,0 +1,112 @@
+"""Seed-pack throughput: member-steps/s of a pack of K seeds against K single runs stepped one after another.
+
+    python scripts/bench_pack.py                                  # CPU: experiment=cpu and paper shapes, K 1 2 4 10
+    python scripts/bench_pack.py --shapes paper --ks 10 --device cuda --precision bf16 --compile
+
+Both sides use grok's own training steps (grokking.train.SingleStep / PackStep: the loop's code), real QF batches
+from each seed's own data order, AdamW, clip 1 and the shape's dropout, interleaved round by round in one process
+so machine noise hits both. A member-step is one optimizer step of one seed; the ratio is pack / singles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from types import SimpleNamespace
+
+import torch
+from omegaconf import OmegaConf
+
+from grokking.data.generate import generate, generation_config
+from grokking.data.vocab import Vocab
+from grokking.model import build_model
+from grokking.train import BatchOrder, PackStep, SingleStep
+
+SHAPES = {  # (model, batch size): the README's main job (experiment=cpu) and the paper's depth-6 QF model
+    "cpu": ({"d_model": 128, "n_heads": 4, "d_ff": 512, "n_layers": 2}, 32),
+    "demo": ({"d_model": 128, "n_heads": 4, "d_ff": 512, "n_layers": 4}, 8),
+    "paper": ({"d_model": 512, "n_heads": 8, "d_ff": 2048, "n_layers": 6}, 8),
+}
+
+
+def config(model: dict, batch_size: int, compile_model: bool):
+    return OmegaConf.create({
+        "model": {**model, "dropout": 0.1, "attn_dropout": 0.1, "tied_output": False, "output_bias": True,
+                  "scale_embedding": True, "max_len": 64},
+        "optim": {"betas": [0.9, 0.999], "eps": 1e-7, "weight_decay": 0.0},
+        "train": {"batch_size": batch_size}, "compile": compile_model})
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def rate(steps: int, run, device: torch.device) -> float:
+    """Optimizer steps per second of `run(step)` over `steps` steps."""
+    synchronize(device)
+    start = time.perf_counter()
+    for step in range(steps):
+        run(step)
+    synchronize(device)
+    return steps / (time.perf_counter() - start)
+
+
+def seeded_models(cfg, k: int, vocab_size: int, device: torch.device) -> list:
+    out = []
+    for seed in range(k):  # as the trainer builds them: each seed's own initialisation
+        torch.manual_seed(seed)
+        out.append(build_model(cfg.model, vocab_size).to(device).train())
+    return out
+
+
+def compare(cfg, k: int, encoded, vocab, args, autocast, device) -> tuple[float, float]:
+    """(pack, K singles) member-steps/s, medians over interleaved rounds."""
+    orders = [BatchOrder(encoded, vocab, cfg.train.batch_size, seed) for seed in range(k)]
+    models = seeded_models(cfg, k, vocab.size, device)
+    pack = PackStep(models, cfg, device, vocab.pad) if k > 1 else SingleStep(models[0], cfg, device, vocab.pad)
+    singles = [SingleStep(model, cfg, device, vocab.pad) for model in seeded_models(cfg, k, vocab.size, device)]
+
+    def pack_step(step: int) -> None:
+        pack([order.batch(step) for order in orders], 1e-4, 1.0, autocast, device)
+
+    def singles_step(step: int) -> None:
+        for single, order in zip(singles, orders, strict=True):
+            single([order.batch(step)], 1e-4, 1.0, autocast, device)
+
+    rate(3, pack_step, device), rate(3, singles_step, device)  # warm-up (allocator, compile)
+    packed, alone = [], []
+    for _ in range(args.rounds):
+        packed.append(k * rate(args.steps, pack_step, device))
+        alone.append(k * rate(args.steps, singles_step, device))
+    return statistics.median(packed), statistics.median(alone)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", nargs="+", default=["cpu", "paper"], choices=sorted(SHAPES))
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 10], help="pack sizes")
+    parser.add_argument("--steps", type=int, default=20, help="timed pack steps per round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--compile", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    train = generate(generation_config(SimpleNamespace(name="qf", n_train=5000, n_val=10, n_gen=10)), 0)[0]
+    vocab = Vocab.from_examples(train)
+    encoded = [vocab.encode(e.tokens) for e in train]
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    print(f"device={device} precision={args.precision} compile={args.compile} threads={torch.get_num_threads()}")
+    print("| shape | K | pack member-steps/s | K singles member-steps/s | ratio |")
+    print("|---|---|---|---|---|")
+    for shape in args.shapes:
+        model_cfg, batch_size = SHAPES[shape]
+        cfg = config(model_cfg, batch_size, args.compile)
+        for k in args.ks:
+            mine, theirs = compare(cfg, k, encoded, vocab, args, autocast, device)
+            print(f"| {shape} | {k} | {mine:.1f} | {theirs:.1f} | {mine / theirs:.2f}x |", flush=True)
+
+if __name__ == "__main__":
+    main()
