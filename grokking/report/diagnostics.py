@@ -68,6 +68,11 @@ def _mark(ax, marks: dict[str, int | None]) -> None:
             ax.axvline(step, color=color, linestyle="--", linewidth=1, label=label)
 
 
+def _empty(ax, note: str) -> None:
+    ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, color="dimgray")
+    ax.set_xticks([])
+
+
 def _read_table(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
@@ -109,15 +114,19 @@ def plot_aoa(run: Run, metrics: list[dict[str, str]], path: Path) -> None:
     fig = _figure(12, 3.8)
     axes = fig.subplots(1, len(SPLITS), sharey=True)
     for ax, split in zip(axes, SPLITS, strict=True):
-        data, labels = [], []
+        data, labels, never_total = [], [], 0
         for role in ROLES:
             values = [float(m["aoa_gam"]) for m in metrics if m["split"] == split and m["role"] == role and m["aoa_gam"]]
             never = sum(m["never_gam"] == "True" for m in metrics if m["split"] == split and m["role"] == role)
+            never_total += never
             if values:
                 data.append(values)
                 labels.append(f"{role}\nn={len(values)}, never={never}")
         if data:
             ax.boxplot(data, tick_labels=labels, vert=True)
+        else:
+            _empty(ax, f"no AoA: {never_total} positions never acquired" if never_total
+                   else "no AoA yet: too few evaluations")
         ax.set_title(SPLIT_LABELS[split])
         ax.tick_params(axis="x", labelsize=7)
     axes[0].set_ylabel("smoothed-curve AoA (log10 step)")
@@ -180,7 +189,8 @@ def plot_bifurcation(run: Run, store: Store, t_bif: dict[str, int | None], marks
         ax.set_title(names[i], fontsize=9)
         ax.set_ylabel("weight value")
         ax.set_xlabel("training step (log scale)")
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:  # early stop, grokking, t_bif: whichever happened
+        axes[0].legend(fontsize=7)
     fig.suptitle(f"{_label(run)}: weight distributions over training (fixed bins, ±σ range set at init)")
     fig.savefig(path, dpi=DPI)
     return True

@@ -1,5 +1,11 @@
 """Report figures as PNGs (matplotlib Agg, no pyplot state): grokking curves (Fig 2 style), success by depth
 (Fig 3a style) and probe dynamics (Fig 3b / Fig 4 style). One colour per depth, the same in every figure.
+
+Nothing is written over the data: the in-domain/OOD gaps Δ go in each panel's title, the line styles and markers
+in one legend below the panels, and the figure title is wrapped to the figure's width. Step axes spanning a
+factor of 20 or more are symmetric-log, so the step-0 evaluation stays on them.
+
+    grok report runs/        # writes curves_<experiment>.png, success.png, probes_<experiment>.png
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from grokking.report.collect import Run, split_task_tag
 from grokking.report.published import RIGHT_BRANCHING, SUCCESS_FRACTION
@@ -22,11 +29,13 @@ from grokking.report.summary import ACCURACY, Curve, MeanCurve, curve, mean_curv
 DPI = 100
 PANEL_INCHES = (4.2, 3.3)
 MIN_WIDTH_INCHES = 7.0  # a one-panel figure still fits its title and legend
-TITLE_CHAR_PX = 8  # rough width of a suptitle character, for wrapping long titles
+MIN_TITLE_CHARS = 20  # the narrowest a figure title is wrapped
+LEGEND_FONT = 9
 MAX_COLUMNS = 4
 PROBE_COLUMNS = 2
 LOG_STEPS_FROM_RATIO = 20  # log-scale the step axis when the logged steps span this factor or more
 STEP_LABEL = "training step (optimizer updates)"
+ES_MARKER, END_MARKER = "o", "s"
 
 
 def depth_colors(depths: list[int]) -> dict[int, str]:
@@ -56,8 +65,30 @@ def _panels(n_panels: int, title: str, max_columns: int = MAX_COLUMNS) -> tuple[
     axes = list(fig.subplots(rows, columns, squeeze=False).flat)
     for extra in axes[n_panels:]:
         extra.set_visible(False)
-    fig.suptitle(textwrap.fill(title, width // TITLE_CHAR_PX))
+    _suptitle(fig, title)
     return fig, axes[:n_panels]
+
+
+def _suptitle(fig: Figure, title: str) -> None:
+    """The figure title, wrapped at the most characters per line that fit the figure's width."""
+    text = fig.suptitle(title)
+    renderer = fig.canvas.get_renderer()
+    chars = len(title)
+    while text.get_window_extent(renderer).width > 0.98 * fig.bbox.width and chars > MIN_TITLE_CHARS:
+        chars -= 2
+        text.set_text(textwrap.fill(title, chars))
+
+
+def _legend(fig: Figure, handles: list) -> None:
+    """One legend for all panels, below them (outside every axes, so it never covers data), in as few rows as fit
+    the figure's width."""
+    renderer = fig.canvas.get_renderer()
+    for columns in range(len(handles), 0, -1):
+        legend = fig.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize=LEGEND_FONT,
+                            frameon=False)
+        if legend.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
+            return
+        legend.remove()
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -65,9 +96,13 @@ def _save(fig: Figure, path: Path) -> None:
 
 
 def _step_axis(ax: Axes, steps: np.ndarray) -> None:
+    """Linear, or symmetric-log (linear below the first logged step, so step 0 is shown) for long runs."""
     positive = steps[steps > 0]
     if len(positive) and positive.max() / positive.min() >= LOG_STEPS_FROM_RATIO:
-        ax.set_xscale("log")
+        first, last = float(positive.min()), float(positive.max())
+        ax.set_xscale("symlog", linthresh=first, linscale=0.5)
+        ax.set_xticks([0.0, *10.0 ** np.arange(math.ceil(math.log10(first)), math.floor(math.log10(last)) + 1)])
+        ax.set_xlim(left=0)
         ax.set_xlabel(STEP_LABEL + ", log scale")
     else:
         ax.set_xlabel(STEP_LABEL)
@@ -90,32 +125,47 @@ def _no_data(ax: Axes, what: str) -> None:
 def plot_grokking_curves(experiment: str, groups: dict[int, list[Run]], colors: dict[int, str],
                          threshold: float, path: Path) -> None:
     """One panel per depth: seed-mean in-domain (solid) and OOD (dashed) accuracy, ±1 sd bands, and the gap Δ
-    of the mean curves at early stopping (best mean in-domain accuracy) and at the last step."""
+    of the mean curves at early stopping (best mean in-domain accuracy, ●) and at the last step (■), marked by a
+    vertical bar and given in the panel's title."""
     fig, axes = _panels(len(groups), f"{experiment}: in-domain vs OOD accuracy (mean ± sd over seeds)")
+    plotted = False
     for ax, (depth, runs) in zip(axes, groups.items(), strict=True):
         val = mean_curve([curve(r.records, ACCURACY.val) for r in runs])
         gen = mean_curve([curve(r.records, ACCURACY.gen) for r in runs])
         unfinished = sum(r.state != "done" for r in runs)
-        ax.set_title(f"{depth} layers, {len(runs)} seed{'s' if len(runs) != 1 else ''}"
-                     + (f" ({unfinished} unfinished)" if unfinished else ""))
+        title = (f"{depth} layers, {len(runs)} seed{'s' if len(runs) != 1 else ''}"
+                 + (f" ({unfinished} unfinished)" if unfinished else ""))
         if not len(val.steps) and not len(gen.steps):
+            ax.set_title(title)
             _no_data(ax, "val/acc and gen/acc")
             continue
-        _band(ax, val, colors[depth], 100, linestyle="-", label="in-domain (val/acc)")
-        _band(ax, gen, colors[depth], 100, linestyle="--", label="OOD (gen/acc)")
+        plotted = True
+        _band(ax, val, colors[depth], 100, linestyle="-")
+        _band(ax, gen, colors[depth], 100, linestyle="--")
         ax.axhline(threshold * 100, color="gray", linewidth=0.8, linestyle=":")
         if gap := mean_curve_gap(val, gen):
-            for step, hi, lo, marker, name, side in ((gap.es_step, gap.es_val, gap.es_gen, "o", "early stop", 1),
-                                                     (gap.end_step, gap.end_val, gap.end_gen, "s", "end", -1)):
-                ax.plot([step, step], [lo * 100, hi * 100], color="black", marker=marker, markersize=5,
-                        linewidth=1, label=name)
-                ax.annotate(f"Δ={(hi - lo) * 100:.0f}%", (step, (hi + lo) * 50), textcoords="offset points",
-                            xytext=(5 * side, 0), ha="left" if side > 0 else "right", va="center", fontsize=8)
+            for step, hi, lo, marker in ((gap.es_step, gap.es_val, gap.es_gen, ES_MARKER),
+                                         (gap.end_step, gap.end_val, gap.end_gen, END_MARKER)):
+                ax.plot([step, step], [lo * 100, hi * 100], color="black", marker=marker, markersize=5, linewidth=1)
+            title += (f"\nΔ {(gap.es_val - gap.es_gen) * 100:.0f}% at early stop ●, "
+                      f"{(gap.end_val - gap.end_gen) * 100:.0f}% at the end ■")
+        ax.set_title(title)
         _step_axis(ax, np.concatenate([val.steps, gen.steps]))
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-3, 103)
-        ax.legend(fontsize=7, loc="best")
+    if plotted:
+        _legend(fig, curve_legend(threshold))
     _save(fig, path)
+
+
+def curve_legend(threshold: float) -> list[Line2D]:
+    """Legend entries of the accuracy figure, drawn in black (every depth has its own colour)."""
+    return [Line2D([], [], color="black", label="in-domain (val/acc)"),
+            Line2D([], [], color="black", linestyle="--", label="OOD (gen/acc)"),
+            Line2D([], [], color="gray", linewidth=0.8, linestyle=":", label=f"{threshold:.0%} OOD accuracy"),
+            Line2D([], [], color="black", marker=ES_MARKER, markersize=5, linewidth=1,
+                   label="Δ at early stop (best val/acc)"),
+            Line2D([], [], color="black", marker=END_MARKER, markersize=5, linewidth=1, label="Δ at the last step")]
 
 
 def plot_success(fractions: dict[str, dict[int, tuple[float, float, int]]], colors: dict[int, str],
@@ -141,11 +191,20 @@ def plot_success(fractions: dict[str, dict[int, tuple[float, float, int]]], colo
         ax.set_ylim(0, 1.3)
         ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_title(textwrap.fill(experiment, 48), fontsize=9)
-        if not np.nan_to_num([f for pair in by_depth.values() for f in pair[:2]]).any():
-            ax.text(0.5, 0.55, f"no seed has reached OOD accuracy > {threshold:.0%} yet", ha="center", va="center",
-                    transform=ax.transAxes, color="dimgray", fontsize=9)
+        if note := success_note(by_depth, threshold):  # in the band above 1, clear of bars and paper ticks
+            ax.text(0.5, 1.08, note, ha="center", va="center", transform=ax.get_yaxis_transform(), color="dimgray",
+                    fontsize=LEGEND_FONT)
         ax.legend(fontsize=7, loc="upper left", ncol=3)
     _save(fig, path)
+
+
+def success_note(by_depth: dict[int, tuple[float, float, int]], threshold: float) -> str | None:
+    """What an empty success panel means: no OOD accuracy yet, or no seed above the threshold yet."""
+    if not any(n for _, _, n in by_depth.values()):
+        return "no OOD accuracy logged yet"
+    if not np.nan_to_num([f for final, ever, _ in by_depth.values() for f in (final, ever)]).any():
+        return f"no seed has reached OOD accuracy > {threshold:.0%} yet"
+    return None
 
 
 def weight_norm_per_layer(run: Run) -> Curve:
@@ -199,8 +258,16 @@ def plot_probes(experiment: str, groups: dict[int, list[Run]], colors: dict[int,
             _right_branching(ax, experiment, groups)
         _step_axis(ax, np.concatenate([mc.steps for mc in curves.values()]))
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7)
+    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}  # depths, baseline
+    if handles:
+        _legend(fig, sorted(handles.values(), key=lambda h: natural_label(h.get_label())))
     _save(fig, path)
+
+
+def natural_label(label: str) -> tuple[int, str]:
+    """`2 layers` before `10 layers`, baselines last."""
+    number = label.split()[0]
+    return (int(number), label) if number.isdigit() else (10**9, label)
 
 
 def _right_branching(ax: Axes, experiment: str, groups: dict[int, list[Run]]) -> None:

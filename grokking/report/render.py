@@ -220,8 +220,8 @@ def report_blocks(root: Path, runs: list[Run], groups: Groups, threshold: float,
         return blocks + [Paragraph("No identified, non-failed run has logged an evaluation yet.")]
     blocks += [Heading("Grokking curves (Fig 2 style)")]
     blocks += [Image(path, f"{Path(path).stem.removeprefix('curves_')}: in-domain (solid) and OOD (dashed) accuracy, "
-                           "mean ± sd over seeds; Δ on the mean curves at early stopping (o) and the end (□); "
-                           f"dotted line at {threshold:.0%}.") for path in curve_figures]
+                           "mean ± sd over seeds; Δ of the mean curves at early stopping (●) and the last step (■), "
+                           f"values in each panel's title; dotted line at {threshold:.0%}.") for path in curve_figures]
     blocks += [Heading("OOD accuracy at early stopping vs at the end", 3), fig2_table(summaries),
                Paragraph(f"Paper columns (docs/metrics.md, published numbers): ¹ {published.TEXT_31}, an upper bound; ² {published.FIG2_MEANS}; "
                          f"³ {published.FIG2}, read off the seed-mean curves (§4.5).")]

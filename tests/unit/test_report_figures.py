@@ -1,11 +1,15 @@
-"""The report figures render as non-empty PNGs of the expected pixel size, with and without data."""
+"""The report figures render as non-empty PNGs of the expected pixel size, with and without data, and nothing
+written on them collides: titles and legends stay inside the figure and off the data, Δ stays off the markers."""
 
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 
+from grokking.report import figures
 from grokking.report.collect import Run
 from grokking.report.figures import (
     PROBE_COLUMNS,
@@ -17,6 +21,7 @@ from grokking.report.figures import (
     plot_grokking_curves,
     plot_probes,
     plot_success,
+    success_note,
     weight_norm_per_layer,
 )
 
@@ -96,3 +101,101 @@ def test_probe_extractors_normalise_by_depth_and_flip_entropy():
     assert weight_norm_per_layer(run).values[0] == pytest.approx((160 + 0.3) / 4)
     assert attention_sparsity(run).values[0] == pytest.approx(-(2 - 3000 / 2e5))
     assert has_probes([run]) and not has_probes([make_run(4, 42, probes=False)])
+
+
+# -- layout: what is drawn at the figure's real size -------------------------------------------------------------
+@pytest.fixture
+def drawn(monkeypatch, tmp_path):
+    """Call a plot function and return its figure, laid out and drawn as it is saved."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig))
+
+    def draw(plot, *args, **kwargs) -> Figure:
+        plot(*args, path=tmp_path / "figure.png", **kwargs)
+        saved[-1].canvas.draw()
+        return saved[-1]
+    return draw
+
+
+def marker_boxes(fig: Figure) -> list[Bbox]:
+    """Display-space boxes of every marker drawn in the figure's axes."""
+    boxes = []
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_marker() in ("None", None, ""):
+                continue
+            half = line.get_markersize() * fig.dpi / 72 / 2
+            for x, y in ax.transData.transform(np.column_stack(line.get_data())):
+                boxes.append(Bbox([[x - half, y - half], [x + half, y + half]]))
+    return boxes
+
+
+def texts(fig: Figure) -> list:
+    """The figure's own words (tick labels are matplotlib's): titles, axis labels, annotations, legends."""
+    found = [fig._suptitle, *(t for legend in fig.legends for t in legend.get_texts())]
+    for ax in (ax for ax in fig.axes if ax.get_visible()):
+        legend = ax.get_legend()
+        found += [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts, *(legend.get_texts() if legend else [])]
+    return [t for t in found if t is not None and t.get_visible() and t.get_text().strip()]
+
+
+def assert_inside_and_clear(fig: Figure) -> None:
+    renderer = fig.canvas.get_renderer()
+    for text in texts(fig):
+        box = text.get_window_extent(renderer)
+        assert fig.bbox.x0 - 1 <= box.x0 and box.x1 <= fig.bbox.x1 + 1, f"{text.get_text()!r} is cut off"
+        assert fig.bbox.y0 - 1 <= box.y0 and box.y1 <= fig.bbox.y1 + 1, f"{text.get_text()!r} is cut off"
+        assert not any(box.overlaps(marker) for marker in marker_boxes(fig)), f"{text.get_text()!r} covers a marker"
+    for legend in fig.legends:
+        box = legend.get_window_extent(renderer)
+        assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes if ax.get_visible())
+
+
+@pytest.mark.parametrize("n_depths", [1, 2, 5])
+def test_accuracy_figures_keep_delta_titles_and_legend_clear_of_data(drawn, n_depths):
+    # Δ at early stop and at the end close together (best val/acc late) and a zero Δ: the hard cases for labels
+    groups = {d: [make_run(d, 42), make_run(d, 52, n_steps=38)] for d in range(2, 2 + 2 * n_depths, 2)}
+    for run in groups[2]:  # best val/acc one evaluation before the end, OOD equal to in-domain
+        for i, record in enumerate(run.records):
+            record["val/acc"] = record["gen/acc"] = 0.5 + 0.01 * min(i, 36 - i % 2)
+    fig = drawn(plot_grokking_curves, "qf-smoke [model.d_model=32, optim.lr=0.0003, train.batch_size=64]", groups,
+                depth_colors(list(groups)), 0.8)
+    assert_inside_and_clear(fig)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert "Δ 0% at early stop ●, 0% at the end ■" in titles[0]
+    assert not any(len(ax.texts) for ax in fig.axes)  # nothing written over the curves
+    assert len(fig.legends) == 1 and fig.axes[0].get_xscale() == "symlog" and fig.axes[0].get_xlim()[0] == 0
+
+
+def test_a_long_title_is_wrapped_inside_a_one_panel_figure(drawn):
+    fig = drawn(plot_grokking_curves, "qf-smoke [" + ", ".join(f"model.key_{i}={i}" for i in range(6)) + "]",
+                {2: [make_run(2, 42)]}, COLORS, 0.8)
+    assert "\n" in fig._suptitle.get_text()
+    assert_inside_and_clear(fig)
+
+
+def test_success_panels_say_why_they_are_empty_above_the_bars(drawn):
+    fractions = {"qf": {2: (0.0, 0.0, 3), 6: (0.0, 0.0, 3)}, "ti": {4: (0.5, 0.6, 3)},
+                 "dyck": {6: (float("nan"), float("nan"), 0)}}
+    fig = drawn(plot_success, fractions, COLORS, 0.8, paper_experiments={"qf", "ti"})
+    assert_inside_and_clear(fig)
+    notes = {ax.get_title(): [t.get_text() for t in ax.texts] for ax in fig.axes if ax.get_visible()}
+    assert notes == {"qf": ["no seed has reached OOD accuracy > 80% yet"], "ti": [],
+                     "dyck": ["no OOD accuracy logged yet"]}
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        for note in ax.texts:  # above every bar and paper tick (all at most 1)
+            assert note.get_window_extent(renderer).y0 > ax.transData.transform((0, 1.0))[1]
+
+
+def test_success_note():
+    assert success_note({2: (0.0, 0.5, 3)}, 0.8) is None
+    assert success_note({2: (0.0, 0.0, 3)}, 0.9) == "no seed has reached OOD accuracy > 90% yet"
+    assert success_note({2: (float("nan"), float("nan"), 0)}, 0.8) == "no OOD accuracy logged yet"
+
+
+def test_probe_figure_has_one_legend_of_depths_below_the_panels(drawn):
+    fig = drawn(plot_probes, "qf", GROUPS, COLORS)
+    assert_inside_and_clear(fig)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["2 layers", "6 layers", "right-branching"]
