@@ -139,16 +139,16 @@ def test_a_member_with_a_non_finite_loss_leaves_the_pack_as_failed(tmp_path, dat
     from grokking import train as train_module
     from grokking.pack import PackedLM
 
-    real_loss, calls = PackedLM.loss, {"n": 0}
+    real_losses, calls = PackedLM.losses_each, {"n": 0}  # the CPU pack step's loss
 
-    def poisoned(pack, inputs, targets):
+    def poisoned(pack, batches):
         calls["n"] += 1
-        losses = real_loss(pack, inputs, targets)
+        losses = real_losses(pack, batches)
         if calls["n"] > 25 and pack.size == 3:  # member 1 (seed 52) turns non-finite after step 25
             losses = losses * torch.tensor([1.0, float("nan"), 1.0])
         return losses
 
-    monkeypatch.setattr(PackedLM, "loss", poisoned)
+    monkeypatch.setattr(PackedLM, "losses_each", poisoned)
     cfg = compose_config(["experiment=smoke", f"data.dir={data_dir}", f"paths.runs={tmp_path}/runs", PACK,
                           "train.save_every=10", "probes.enabled=false"])
     train_module.train(cfg)
