@@ -222,3 +222,22 @@ def test_an_array_that_can_never_start_is_cancelled_on_one_line_naming_the_resou
     one_line_error(result, f"set hydra.launcher.cpus_per_task={offer.cpus}")
     assert "can never start (pending reason PartitionConfig): a task asks for" in result.stderr
     assert "; cancelled it; " in result.stderr
+
+
+def test_a_packed_grid_is_one_array_task_per_depth(tmp_path: Path, partition: str, data_dir):
+    """`pack=seeds`: the 2 x 2 smoke grid becomes a 2-task array (one seed pack per depth), four ordinary runs."""
+    setup = f'["export PATH={Path(sys.executable).parent}:$PATH", "export OMP_NUM_THREADS=1"]'
+    command = [*launcher_sweep(tmp_path, data_dir, partition, "hydra.launcher.gpus_per_node=0",
+                               "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+                               f"hydra.launcher.setup={setup}"), "pack=seeds", "task.steps=60"]
+    try:
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=TIMEOUT)
+    finally:
+        subprocess.run(["scancel", "-n", NAME], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "4 runs: 4 done" in result.stdout
+    tasks = {p.name.split("_", 1)[1] for p in (tmp_path / "submitit").glob("*_*") if p.is_dir()}
+    assert tasks == {"0", "1"}, tasks
+    for depth, seed in ((2, 0), (2, 1), (3, 0), (3, 1)):
+        run = run_path(tmp_path / "runs", depth, seed)
+        assert run_status(run).state == "done" and json.loads((run / "meta.json").read_text())["seed_pack"] == [0, 1]
