@@ -185,7 +185,9 @@ def start(member_cfgs: list[DictConfig], run_dirs: list[RunDir], signals: Traini
                          status["step"], summary(read_metrics(run_dir.metrics_file)[0], cfg.run_dir, status["step"]),
                          extra={"seed": cfg.seed})
                 continue
-            elif packed and status and status["status"] == "failed":
+            elif status and cfg.resume != "force":  # refuse before anything is written to another config's run
+                refuse_changed_config(run_dir, cfg)
+            if packed and not archived and status and status["status"] == "failed":
                 log.warning("grok: %s failed earlier (%s); left out of the pack: retry it alone with seed=%d",
                             run_dir.path, status.get("reason"), cfg.seed, extra={"seed": cfg.seed})
                 continue

@@ -138,4 +138,4 @@ def test_usr2_then_term_resume_to_the_uninterrupted_metrics_under_one_wandb_run_
     run_id = stable_run_id(RunDir(path))
     assert len(segments) == 3 and all(s.name.endswith(f"-{run_id}") for s in segments)
     history = next(segments[-1].glob("run-*.wandb")).read_bytes()
-    assert b"qf-d2-s42" in history and b"qf-d2" in history  # run name and group (<task>-d<depth>)
+    assert b"qf-smoke-d2-s42" in history and b"qf-smoke-d2" in history  # run name and group (<task><tag>-d<depth>)

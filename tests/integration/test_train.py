@@ -242,5 +242,5 @@ def test_version_and_an_unusable_device_leave_no_run_directory(tmp_path, grok, o
         one_line_error(grok("train", "experiment=smoke", "device=cuda", cwd=tmp_path), "CUDA is not available")
     helped = grok("train", "--help", cwd=tmp_path)
     assert helped.returncode == 0 and len(helped.stdout.splitlines()) < 40
-    assert "experiment: cpu, paper_dyck, paper_qf, paper_ti, smoke" in helped.stdout and "resume=auto" in helped.stdout
+    assert "experiment: cpu, demo, paper_dyck, paper_qf, paper_ti, smoke" in helped.stdout and "resume=auto" in helped.stdout
     assert list(tmp_path.iterdir()) == []
