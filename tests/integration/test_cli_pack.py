@@ -162,6 +162,7 @@ def test_a_member_with_a_non_finite_loss_leaves_the_pack_as_failed(tmp_path, dat
         assert [r["step"] for r in records(run_dir(tmp_path, seed) / "metrics.jsonl")] == [0, 30, 60]
 
 
+@pytest.mark.slow  # composes the 50-run grid twice (~9 s)
 def test_pack_seeds_groups_a_grid_into_one_job_per_cell(tmp_path):
     lines = subprocess.run([GROK, "sweep", "emit", "paper_qf", "pack=seeds"], cwd=tmp_path, capture_output=True,
                            text=True)

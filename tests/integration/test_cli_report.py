@@ -62,6 +62,7 @@ def test_report_on_a_sweep_writes_tables_figures_and_markdown(sweep: Path):
     assert (out / "report.html").read_text().count("<img ") == len(expected)
 
 
+@pytest.mark.slow
 def test_report_on_a_single_run_with_out_and_threshold(sweep: Path, tmp_path: Path):
     result = grok("report", sweep / "qf" / "depth=6" / "seed=42", "--out", tmp_path / "single", "--threshold", "0.9")
     assert result.returncode == 0, result.stderr

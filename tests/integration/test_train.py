@@ -234,6 +234,7 @@ def test_runs_from_a_non_editable_install_in_another_directory(tmp_path, data_di
     assert (run_dir(work) / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow  # three CLI start-ups (~7 s)
 def test_version_and_an_unusable_device_leave_no_run_directory(tmp_path, grok, one_line_error):
     for args in (["--version"], ["train", "--version"]):
         result = grok(*args, cwd=tmp_path)
