@@ -234,9 +234,8 @@ class Member:
         self.prober = None
         self.diagnostics = None
 
-    def prepare(self, data, device: torch.device) -> None:
-        self.batches = BatchOrder([data.vocab.encode(e.tokens) for e in data.train], data.vocab,
-                                  self.cfg.train.batch_size, self.seed)
+    def prepare(self, data, encoded: list[list[int]], device: torch.device) -> None:
+        self.batches = BatchOrder(encoded, data.vocab, self.cfg.train.batch_size, self.seed)
         if self.cfg.diagnostics.enabled:
             from grokking.diagnostics import Diagnostics
 
@@ -411,12 +410,13 @@ class Trainer:
         self.device = pick_device(cfg.device)
         self.data = load_task_data(cfg)
         check_data(cfg, self.data)
+        encoded = [self.data.vocab.encode(e.tokens) for e in self.data.train]  # once for every member
         models = []
         for member in self.members:  # each member initialised exactly as its single run
             member.run_dir.snapshots.mkdir(parents=True, exist_ok=True)
             seed_everything(member.seed, cfg.deterministic)
             models.append(build_model(cfg.model, self.data.vocab.size).to(self.device))
-            member.prepare(self.data, self.device)
+            member.prepare(self.data, encoded, self.device)
         self.engine = (PackStep(models, cfg, self.device, self.data.vocab.pad) if self.packed
                        else SingleStep(models[0], cfg, self.device, self.data.vocab.pad))
 
