@@ -1,4 +1,4 @@
-"""Datasets of the three tasks (PAPER.md §1): generation, caching, original file formats and language helpers."""
+"""Datasets of the three tasks (docs/data.md): generation, caching, original file formats and language helpers."""
 
 from grokking.data.dyck import closing_brackets, is_closing
 from grokking.data.examples import Example, TaskData

@@ -1,6 +1,6 @@
 """Dyck-(k,m): the bounded-depth PFSA sampler and the IID/OOD split by top-level excursion structure.
 
-PFSA (PAPER.md §1.4): on the empty stack each open bracket has probability 1/(2k) and END 1/2 (END is redrawn
+PFSA (docs/data.md): on the empty stack each open bracket has probability 1/(2k) and END 1/2 (END is redrawn
 while fewer than `min_len` tokens were emitted); at 0 < depth < m each open 1/(2k) and the matching close 1/2;
 at depth m the close is forced. There is no maximum length. All strings are sampled in parallel with numpy.
 

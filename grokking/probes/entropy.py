@@ -1,4 +1,4 @@
-"""Attention-entropy probe (PAPER.md §5.2, quirk 17).
+"""Attention-entropy probe (docs/metrics.md; docs/paper-vs-code.md #17).
 
 Entropies (natural log) of the real attention distributions of a normal eval-mode forward pass, i.e. each layer
 sees the previous layer's output (the released code fed every layer the embedding output). One value per layer

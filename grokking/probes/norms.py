@@ -1,4 +1,4 @@
-"""Weight-norm probe (PAPER.md §5.1, quirk 18).
+"""Weight-norm probe (docs/metrics.md; docs/paper-vs-code.md #18).
 
 The global L2 norm over the model's trained parameters, that norm divided by the number of layers (the paper's
 normalisation, absent from the released code), and one norm per block. Parameters are taken from

@@ -1,4 +1,4 @@
-"""Unlabeled bracket F1 (tparseval, PAPER.md §5.3 item 6).
+"""Unlabeled bracket F1 (tparseval, docs/metrics.md).
 
 A tree contributes the spans of its internal nodes, the whole sentence included and single words excluded, held
 as a boolean mask [n, n] (True at (start, end)). Scores are corpus-level (micro): matched brackets summed over

@@ -1,4 +1,4 @@
-"""The fixed probe sample (PAPER.md §5 "Probe inputs", quirk 23), saved as `<run_dir>/probe_sample.json`.
+"""The fixed probe sample (docs/metrics.md; docs/paper-vs-code.md #23), saved as `<run_dir>/probe_sample.json`.
 
 Inputs per task: QF, the declarative of every training line whose marker is `quest` (without the final "." and
 the marker; subject-RC sentences never qualify); TI, the sentence of every training line (without "." and the

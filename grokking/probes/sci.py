@@ -1,4 +1,4 @@
-"""Span contextual invariance (SCI) charts, PAPER.md §5.3 steps 1-3 and quirk 22.
+"""Span contextual invariance (SCI) charts, docs/metrics.md and docs/paper-vs-code.md #22.
 
 For a sentence w_0..w_{n-1} (token positions 1..n after SOS), chart[i, j] is the cosine similarity between
   v_ij  = sum over k in i..j of the last-layer state h_k of a normal causal forward pass, and
