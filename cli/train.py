@@ -35,6 +35,7 @@ from cli.main import version
 from grokking.config import member_configs
 from grokking.errors import ConfigError, GrokError
 from grokking.rundir import RunDir
+from grokking.signals import TrainingSignals
 from grokking.status import run_status, summary
 
 FAILED_JOBS: list[str] = []  # one-line reasons of jobs of this process's multirun that failed
@@ -75,6 +76,11 @@ def pack_overrides(overrides: list[str], multirun: bool) -> list[str]:
 
 
 def run(argv: list[str]) -> int:
+    with TrainingSignals() as signals:  # a signal before training starts: one line, a truthful status or nothing
+        return run_command(argv, signals)
+
+
+def run_command(argv: list[str], signals: TrainingSignals) -> int:
     flags, overrides = split_argv(argv)
     if "--version" in flags:  # Hydra's own --version would compose the config and create the run directory
         print(version())
@@ -89,11 +95,12 @@ def run(argv: list[str]) -> int:
 
             for device in {c.device for c in configs}:
                 pick_device(device)  # device=cuda without CUDA: one line, and no run directory
+            signals.check_start_up()  # nothing created yet
             if not multirun:
                 RunDir(configs[0].run_dir).create()  # Hydra would create it next, with a traceback on failure
     register_schema()
     sys.argv = ["grok-train", *flags, *overrides]
-    with reported_errors():  # Ctrl-C before training installs its own handlers: one line, exit 130
+    with reported_errors():  # a second Ctrl-C before training starts: one line, exit 130
         hydra_main()
     if not (multirun and configs):
         return 0

@@ -1,6 +1,8 @@
 """Signals during a training run: SIGTERM / SIGUSR2 (preemption; SLURM's warning) and SIGINT (Ctrl-C).
 
-The handlers go in at the start of `train()`, before anything is written. A signal only sets a flag: start-up
+The handlers go in at the first instruction of `grok train` (before the run directory is created) and again at
+the start of `train()`, which inherits a signal the command's own handlers caught (`train()` also runs without
+the command, in a SLURM task started by submitit). A signal only sets a flag: start-up
 checks it between its stages (`check_start_up()`: stop before training, with a truthful status.json) and the
 loop at every step boundary, where it saves and stops. Raising from the handler instead could land in a
 destructor or a `finally`, where Python prints and drops the exception. A second Ctrl-C aborts at once
@@ -36,6 +38,9 @@ class TrainingSignals:
     def __enter__(self) -> TrainingSignals:
         for sig in HANDLED:
             self.previous[sig] = signal.signal(sig, self._handle)
+        outer = self.outer()
+        if outer is not None:
+            self.signum = outer.signum  # caught before train() started: start-up stops at its first check
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -58,8 +63,14 @@ class TrainingSignals:
         elif signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
 
+    def outer(self) -> TrainingSignals | None:
+        """The TrainingSignals whose handlers ours replaced (the command's own), if any."""
+        owner = getattr(self.previous.get(signal.SIGTERM), "__self__", None)
+        return owner if isinstance(owner, TrainingSignals) else None
+
     def chain(self) -> None:
-        """Run the handler ours replaced for the signal received (e.g. submitit's: requeue the job, then exit)."""
+        """Run the handler ours replaced for the signal received (e.g. submitit's: requeue the job, then exit);
+        the command's own handlers have nothing left to do."""
         handler = self.previous.get(self.signum)
-        if self.signum != signal.SIGINT and callable(handler):
+        if self.signum != signal.SIGINT and callable(handler) and self.outer() is None:
             handler(self.signum, None)

@@ -4,6 +4,7 @@ lines and signals during start-up leave a truthful status.json."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -279,22 +280,45 @@ def test_a_really_full_disk_fails_on_one_line_with_a_failed_status_and_no_temp_f
     assert not tmp_files(run)
 
 
+@contextlib.contextmanager
+def read_only(directory: Path):
+    """Make `directory` unwritable for this process: by permissions, or, for root (who ignores them), by a
+    read-only bind mount of it onto itself. Skips where neither is possible."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        try:
+            yield "Permission denied"
+        finally:
+            directory.chmod(0o755)
+        return
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command to make a directory read-only for root")
+    bound = subprocess.run(["mount", "--bind", str(directory), str(directory)], capture_output=True, text=True)
+    if bound.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {bound.stderr.strip()}")
+    try:
+        remounted = subprocess.run(["mount", "-o", "remount,bind,ro", str(directory)], capture_output=True, text=True)
+        if remounted.returncode != 0:
+            pytest.skip(f"cannot remount read-only here: {remounted.stderr.strip()}")
+        yield "Read-only file system"
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
 @pytest.mark.slow
 def test_an_unwritable_checkpoint_directory_is_one_line(tmp_path, copied, grok, data_dir, one_line_error):
     ckpt = copied / "ckpt"
-    ckpt.chmod(0o555)
-    try:
-        try:
+    before = {path: path.read_bytes() for path in ckpt.rglob("*") if path.is_file()}
+    with read_only(ckpt) as os_error:
+        with pytest.raises(OSError):
             (ckpt / "probe").write_text("")
-        except PermissionError:
-            pass
-        else:
-            pytest.skip("permissions are not enforced (running as root)")
         result = grok(*train_args(data_dir, "task.steps=40"), cwd=tmp_path)
-    finally:
-        ckpt.chmod(0o755)
-    one_line_error(result, "Permission denied", code=1)
-    assert status_of(tmp_path / "run")["status"] == "failed"
+    one_line_error(result, os_error, code=1)
+    assert "cannot write run/ckpt/" in result.stderr
+    status = status_of(tmp_path / "run")
+    assert status["status"] == "failed" and os_error in status["reason"]
+    assert status["step"] == step_of(ckpt / "latest.pt") == 20  # the last good checkpoint, untouched
+    assert {path: path.read_bytes() for path in ckpt.rglob("*") if path.is_file()} == before
 
 
 # -- run directory lifecycle ---------------------------------------------------------------------------------
@@ -378,6 +402,36 @@ def test_a_signal_during_start_up_exits_with_a_truthful_status_and_no_traceback(
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
     status = status_of(tmp_path / "run")
     assert status["status"] == "preempted" and "during start-up" in status["reason"] and status["step"] == 0
+
+
+@pytest.mark.slow
+def test_a_signal_right_after_the_command_creates_the_run_directory_leaves_a_preempted_status(tmp_path, data_dir):
+    # the command creates the run directory before Hydra starts and train() installs its own handlers
+    process = start(tmp_path, ["train", "experiment=smoke", f"data.dir={data_dir}", "run_dir=run", *FAST])
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "run").exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.001)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 75
+    stderr = process.stderr.read()
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    status = status_of(tmp_path / "run")
+    assert status["status"] == "preempted" and "during start-up" in status["reason"] and status["step"] == 0
+
+
+def test_a_signal_before_the_run_directory_exists_creates_nothing(tmp_path, monkeypatch, capsys, data_dir):
+    from cli.train import run_command
+    from grokking.signals import TrainingSignals
+
+    monkeypatch.chdir(tmp_path)
+    signals = TrainingSignals()
+    signals.signum = signal.SIGINT  # as the command's handler records a Ctrl-C during validation
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(["experiment=smoke", f"data.dir={data_dir}", "run_dir=run"], signals)
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.startswith("grok: error: SIGINT received during start-up")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
