@@ -78,6 +78,24 @@ class PackedLM(nn.Module):
             for k, (inputs, targets) in enumerate(batches)])
 
     @torch.no_grad()
+    def logits(self, inputs: Tensor, batched: bool) -> Tensor:
+        """Every member's eval-mode logits [K, B, T, V] for inputs [K', B, T] (K' = 1: the same rows for all).
+        batched: one vmapped forward pass (CUDA); else member by member, each exactly as its single run's model
+        computes it (the CPU: its attention has no vmap rule, and the arithmetic dominates there anyway)."""
+        self.base.eval()
+        buffers = {n: getattr(self, self._key(n)) for n in self.buffer_names}
+        params = self.params()
+        shared = inputs.shape[0] == 1
+
+        def member_logits(member_params: dict[str, Tensor], rows: Tensor) -> Tensor:
+            return functional_call(self.base, (member_params, buffers), (rows,))
+
+        if batched:
+            return vmap(member_logits, in_dims=(0, None if shared else 0))(params, inputs[0] if shared else inputs)
+        return torch.stack([member_logits({n: p[k] for n, p in params.items()}, inputs[0 if shared else k])
+                            for k in range(self.size)])
+
+    @torch.no_grad()
     def clip_grad_norms_(self, max_norm: float) -> Tensor:
         """Clip each member's gradient to `max_norm` as clip_grad_norm_ would for its single run; returns the K
         pre-clipping norms."""

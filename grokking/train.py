@@ -10,11 +10,13 @@ the batches and dropout masks an uninterrupted one would. `train()` always leave
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
 import random
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,7 @@ from grokking.checkpoint import load_resume_state, save_latest, save_snapshot, s
 from grokking.config import member_configs, validate
 from grokking.console import startup_block, summary
 from grokking.errors import ConfigError, DataError, GrokError, RunDirError, TrainingFailed, WriteError
-from grokking.evaluate import evaluate
+from grokking.evaluate import Members, evaluate
 from grokking.loggers import MetricsLogger, stable_run_id
 from grokking.model import build_model, lm_loss
 from grokking.rundir import RunDir, changed_training_keys, config_hash
@@ -323,6 +325,15 @@ class SingleStep:
     def model_of(self, k: int):
         return self.model
 
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[Members]:
+        """The model in eval mode, as a pack of one for grokking.evaluate."""
+        self.model.eval()
+        try:
+            yield Members.of(self.model)
+        finally:
+            self.model.train()
+
     def optimizer_state(self, k: int) -> dict:
         return self.optimizer.state_dict()
 
@@ -368,6 +379,12 @@ class PackStep:
 
     def model_of(self, k: int):
         return self.pack.member_model(k, self.scratch)
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[Members]:
+        """Every member in eval mode for grokking.evaluate: one vmapped forward pass on CUDA, member by member on
+        the CPU (the same per-member arithmetic as a single run there)."""
+        yield Members(self.pack.size, lambda inputs: self.pack.logits(inputs, batched=self.static_shapes))
 
     def optimizer_state(self, k: int) -> dict:
         return self.pack.member_optimizer_state(self.optimizer.state_dict(), k)
@@ -637,21 +654,21 @@ class Trainer:
         del self.members[k]
 
     def evaluate_all(self, train_stats: dict[int, dict[str, float]]) -> dict[str, Any]:
-        """Evaluate (and probe, on the probe cadence) every member at the current step; log each record;
-        return the first member's."""
-        records = [self.evaluation(k, train_stats.get(m.seed, {})) for k, m in enumerate(self.members)]
+        """Evaluate every member at the current step (together: grokking.evaluate batches over members), probe
+        each on the probe cadence, log each record; return the first member's."""
+        tcfg = self.cfg.train
+        with self.engine.evaluating() as members:
+            metrics = evaluate(members, self.data, self.cfg.task, tcfg.eval_batch_size, self.device,
+                               [m.seed for m in self.members], self.step)
+        records = []
+        for k, member in enumerate(self.members):
+            record = {"step": self.step, "epoch": member.batches.epoch_of(self.step),
+                      "elapsed_s": round(self.elapsed(member), 2), **train_stats.get(member.seed, {}), **metrics[k]}
+            if member.prober is not None and self.step % tcfg.probe_every == 0:
+                record.update(member.prober(self.engine.model_of(k), self.step))
+            member.logger.log_eval(record)
+            log.info("step %d: " + " ".join(f"{key}={v:.4f}" for key, v in record.items()
+                                            if key.endswith("acc") and v is not None)
+                     + (f" (seed {member.seed})" if self.packed else ""), self.step, extra={"seed": member.seed})
+            records.append(record)
         return records[0]
-
-    def evaluation(self, k: int, train_stats: dict[str, float]) -> dict[str, Any]:
-        member, tcfg = self.members[k], self.cfg.train
-        model = self.engine.model_of(k)
-        record = {"step": self.step, "epoch": member.batches.epoch_of(self.step),
-                  "elapsed_s": round(self.elapsed(member), 2), **train_stats}
-        record.update(evaluate(model, self.data, self.cfg.task, tcfg.eval_batch_size, self.device, member.seed,
-                               self.step))
-        if member.prober is not None and self.step % tcfg.probe_every == 0:
-            record.update(member.prober(model, self.step))
-        member.logger.log_eval(record)
-        log.info("step %d: " + " ".join(f"{k}={v:.4f}" for k, v in record.items() if k.endswith("acc") and v is not None)
-                 + (f" (seed {member.seed})" if self.packed else ""), self.step, extra={"seed": member.seed})
-        return record

@@ -1,0 +1,43 @@
+"""A seed pack's evaluation: every member scored together (one vmapped forward pass on CUDA, member by member on
+the CPU) gives the metrics its single run computes, including TI's OOD subset drawn per member seed."""
+
+import pytest
+import torch
+
+from cli.compose import compose_config
+from grokking.data import load_task_data
+from grokking.evaluate import Members, evaluate
+from grokking.model import build_model
+from grokking.pack import PackedLM
+
+CPU = torch.device("cpu")
+SEEDS = [42, 52, 62]
+
+
+@pytest.mark.parametrize("task", ["qf", "ti", "dyck"])
+def test_a_pack_evaluates_each_member_as_its_single_run(task, data_dir):
+    cfg = compose_config(["experiment=smoke", f"task={task}", f"data.dir={data_dir}", "task.eval_gen_sample=20",
+                          "task.n_val=40"])
+    data = load_task_data(cfg)
+    models = []
+    for seed in SEEDS:
+        torch.manual_seed(seed)
+        models.append(build_model(cfg.model, data.vocab.size).eval())
+    pack = PackedLM(models)
+    step, batch_size = 30, 16
+    singles = [evaluate(Members.of(model), data, cfg.task, batch_size, CPU, [seed], step)[0]
+               for model, seed in zip(models, SEEDS, strict=True)]
+    looped = evaluate(Members(3, lambda inputs: pack.logits(inputs, batched=False)), data, cfg.task, batch_size,
+                      CPU, SEEDS, step)
+    batched = evaluate(Members(3, lambda inputs: pack.logits(inputs, batched=True)), data, cfg.task, batch_size,
+                       CPU, SEEDS, step)
+    # the CPU path runs each member's own arithmetic (rows of its own OOD subset padded to the pack's widest:
+    # float noise in the losses only); the vmapped path batched matmuls
+    for path, tolerance in ((looped, 1e-6), (batched, 1e-5)):
+        for single, member in zip(singles, path, strict=True):
+            assert member.keys() == single.keys()
+            for key, value in single.items():
+                expected = pytest.approx(value, rel=tolerance) if "loss" in key else value
+                assert member[key] == expected or (value != value and member[key] != member[key]), key
+    if task == "ti":  # the OOD subsets differ between members, so their scores (almost surely) do too
+        assert len({round(s["gen/loss"], 6) for s in singles}) == 3
