@@ -35,15 +35,17 @@ MAX_NEW_TOKENS = 50  # greedy decoding budget (code: 50)
 
 @dataclass(frozen=True)
 class Members:
-    """The models scored together: `logits(inputs [K', B, T]) -> [K, B, T, V]` (K' = 1: rows shared by all)."""
+    """The models scored together: `logits(inputs [K', B, T]) -> [K, B, T, V]` (K' = 1: rows shared by all), and
+    `apply(fn, *args)`: fn(model, *args) -> Tensor for every member, stacked [K, ...] (the probes' forward passes)."""
 
     size: int
     logits: Callable[[Tensor], Tensor]
+    apply: Callable[..., Tensor]
 
     @classmethod
     def of(cls, model) -> Members:
         """One model (in the mode its caller set) as a pack of one."""
-        return cls(1, lambda inputs: model(inputs[0])[None])
+        return cls(1, lambda inputs: model(inputs[0])[None], lambda fn, *args: fn(model, *args)[None])
 
 
 def padded(rows_per_member: Sequence[Sequence[Sequence[int]]], pad: int, device: torch.device,
@@ -65,12 +67,19 @@ def pad_batch(rows: Sequence[Sequence[int]], pad: int, device: torch.device) -> 
     return batch[0], lengths[0]
 
 
-def lm_batch(examples: Sequence[Sequence[Example]], vocab: Vocab, device: torch.device) -> tuple[Tensor, Tensor]:
+def member_lm_batch(examples: Sequence[Sequence[Example]], vocab: Vocab,
+                    device: torch.device) -> tuple[Tensor, Tensor]:
     """Teacher-forcing inputs [SOS] w1..wn and targets w1..wn [EOS] (ignore_index -100 on padding), [K', B, T]."""
     ids = [[vocab.encode(e.tokens) for e in rows] for rows in examples]
     inputs, _ = padded([[[vocab.sos, *row] for row in rows] for rows in ids], vocab.pad, device)
     targets, _ = padded([[[*row, vocab.eos] for row in rows] for rows in ids], -100, device)
     return inputs, targets
+
+
+def lm_batch(examples: Sequence[Example], vocab: Vocab, device: torch.device) -> tuple[Tensor, Tensor]:
+    """One set of examples: inputs and targets [B, T]."""
+    inputs, targets = member_lm_batch([examples], vocab, device)
+    return inputs[0], targets[0]
 
 
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
@@ -98,7 +107,7 @@ def mean_loss(members: Members, per_member: Sequence[Sequence[Example]], vocab: 
     total = torch.zeros(members.size, dtype=torch.float64, device=device)
     count = torch.zeros(members.size, dtype=torch.float64, device=device)
     for batch in member_chunks(per_member, batch_size, key=lambda e: len(e.tokens)):
-        inputs, targets = lm_batch(batch, vocab, device)
+        inputs, targets = member_lm_batch(batch, vocab, device)
         logits = members.logits(inputs).float()
         targets = targets.expand(members.size, -1, -1)
         losses = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), ignore_index=-100, reduction="none")
@@ -232,7 +241,7 @@ def dyck_accuracy(members: Members, per_member: Sequence[Sequence[Example]], voc
     most = max(len(items) for items in taken)
     taken = [items + [(items[0][0], [])] * (most - len(items)) for items in taken]  # fillers: no positions scored
     for batch in member_chunks(taken, batch_size, key=lambda item: len(item[0].tokens)):
-        inputs, _ = lm_batch([[e for e, _ in rows] for rows in batch], vocab, device)
+        inputs, _ = member_lm_batch([[e for e, _ in rows] for rows in batch], vocab, device)
         logits = members.logits(inputs)
         for which, rows in zip(member_slices(batch), batch, strict=True):
             at = [(b, index, vocab.id(e.tokens[index]), distance >= min_dep)

@@ -44,7 +44,7 @@ class PackedLM(nn.Module):
         if base.shape.tied_output:  # moving to meta unties; functional_call needs the tie to fill both names
             base.output.weight = base.embedding.weight
         object.__setattr__(self, "base", base)
-        object.__setattr__(self, "loss_of_base", _PaddingFreeLoss(base))
+        object.__setattr__(self, "loss_of_base", _Call(base, TransformerLM.loss))
         self.shape = members[0].shape
 
     @staticmethod
@@ -96,6 +96,22 @@ class PackedLM(nn.Module):
                             for k in range(self.size)])
 
     @torch.no_grad()
+    def apply(self, fn, *args, batched: bool) -> Tensor:
+        """fn(model, *args) -> Tensor for every member in eval mode, stacked [K, ...] (the probes' forward passes):
+        one vmapped call (CUDA), or member by member as `logits` does."""
+        self.base.eval()
+        call = _Call(self.base, fn)
+        buffers = {f"model.{n}": getattr(self, self._key(n)) for n in self.buffer_names}
+        params = {f"model.{n}": p for n, p in self.params().items()}
+
+        def member(member_params: dict[str, Tensor]) -> Tensor:
+            return functional_call(call, (member_params, buffers), args)
+
+        if batched:
+            return vmap(member)(params)
+        return torch.stack([member({n: p[k] for n, p in params.items()}) for k in range(self.size)])
+
+    @torch.no_grad()
     def clip_grad_norms_(self, max_norm: float) -> Tensor:
         """Clip each member's gradient to `max_norm` as clip_grad_norm_ would for its single run; returns the K
         pre-clipping norms."""
@@ -136,12 +152,12 @@ class PackedLM(nn.Module):
                 "param_groups": first["param_groups"]}
 
 
-class _PaddingFreeLoss(nn.Module):
-    """`model.loss` as a module's forward, so that functional_call can run it with a member's weights."""
+class _Call(nn.Module):
+    """`fn(model, *args)` as a module's forward, so that functional_call can run it with a member's weights."""
 
-    def __init__(self, model: TransformerLM):
+    def __init__(self, model: TransformerLM, fn):
         super().__init__()
-        self.model = model
+        self.model, self.fn = model, fn
 
-    def forward(self, inputs: Tensor, targets: Tensor) -> Tensor:
-        return self.model.loss(inputs, targets)
+    def forward(self, *args):
+        return self.fn(self.model, *args)

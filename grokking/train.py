@@ -382,9 +382,10 @@ class PackStep:
 
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[Members]:
-        """Every member in eval mode for grokking.evaluate: one vmapped forward pass on CUDA, member by member on
-        the CPU (the same per-member arithmetic as a single run there)."""
-        yield Members(self.pack.size, lambda inputs: self.pack.logits(inputs, batched=self.static_shapes))
+        """Every member in eval mode for grokking.evaluate and the probes: one vmapped forward pass on CUDA,
+        member by member on the CPU (the same per-member arithmetic as a single run there)."""
+        yield Members(self.pack.size, lambda inputs: self.pack.logits(inputs, batched=self.static_shapes),
+                      lambda fn, *args: self.pack.apply(fn, *args, batched=self.static_shapes))
 
     def optimizer_state(self, k: int) -> dict:
         return self.pack.member_optimizer_state(self.optimizer.state_dict(), k)
@@ -660,15 +661,24 @@ class Trainer:
         with self.engine.evaluating() as members:
             metrics = evaluate(members, self.data, self.cfg.task, tcfg.eval_batch_size, self.device,
                                [m.seed for m in self.members], self.step)
+            if self.members[0].prober is not None and self.step % tcfg.probe_every == 0:
+                for record, probes in zip(metrics, self.probe_all(members), strict=True):
+                    record.update(probes)
         records = []
         for k, member in enumerate(self.members):
             record = {"step": self.step, "epoch": member.batches.epoch_of(self.step),
                       "elapsed_s": round(self.elapsed(member), 2), **train_stats.get(member.seed, {}), **metrics[k]}
-            if member.prober is not None and self.step % tcfg.probe_every == 0:
-                record.update(member.prober(self.engine.model_of(k), self.step))
             member.logger.log_eval(record)
             log.info("step %d: " + " ".join(f"{key}={v:.4f}" for key, v in record.items()
                                             if key.endswith("acc") and v is not None)
                      + (f" (seed {member.seed})" if self.packed else ""), self.step, extra={"seed": member.seed})
             records.append(record)
         return records[0]
+
+    def probe_all(self, members: Members) -> list[dict[str, Any]]:
+        """Every member's probes: batched over members when they share the probe sample (they do, unless a
+        member's run directory kept a sample from an older grok), else member by member."""
+        first = self.members[0].prober
+        if all(first.shares_sample_with(m.prober) for m in self.members):
+            return first.probe(members, self.engine.model_of, self.step)
+        return [m.prober(self.engine.model_of(k), self.step) for k, m in enumerate(self.members)]

@@ -32,7 +32,7 @@ def score_split(model, split: SplitProbe, vocab: Vocab, batch_size: int, device:
     The caller puts the model in eval mode."""
     pieces, logit_rows = [], []
     for batch in chunks(split.examples, batch_size):
-        inputs, targets = (t[0] for t in lm_batch([batch], vocab, device))
+        inputs, targets = lm_batch(batch, vocab, device)
         logits = model(inputs).float()
         logp = torch.log_softmax(logits, dim=-1)
         real = targets != -100

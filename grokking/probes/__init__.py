@@ -1,17 +1,21 @@
 """Model-internal probes (docs/metrics.md): weight norms, attention entropy and tree projections.
 
-`Prober(cfg, data, run_dir, device)(model, step)` returns every `probe/*` metric for the training loop and for
-`grok probe`. Tree-projection keys are None when `cfg.probes.tree_projection` is off, and parseval keys are None
+`Prober(cfg, data, run_dir, device)(model, step)` returns every `probe/*` metric of one model (`grok probe`);
+`Prober.probe(members, model_of, step)` those of every member of a seed pack, the forward passes batched over
+members (the training loop; a single run is a pack of one). Tree-projection keys are None when `cfg.probes.tree_projection` is off, and parseval keys are None
 for Dyck (no gold trees).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
+from grokking.evaluate import Members
 from grokking.probes.entropy import attention_entropy, released_attention_sparsity
 from grokking.probes.norms import weight_norms
 from grokking.probes.parseval import bracket_f1, nltk_mask, tree_mask
@@ -49,28 +53,46 @@ class Prober:
             self.right_branching_f1 = bracket_f1(branching, self.gold)
 
     def __call__(self, model, step: int) -> dict[str, float | None]:
+        """Every probe of one model at `step`."""
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad():
-                metrics: dict[str, float | None] = dict(weight_norms(model, self.n_layers))
-                sequences = [[self.sos, *ids] for ids in self.word_ids]
-                metrics.update(attention_entropy(model, sequences, self.pad, self.batch_size, self.device))
-                metrics["probe/attn_sparsity_sg"] = released_attention_sparsity(model, sequences, self.pad,
-                                                                                self.batch_size, self.device)
-                metrics.update(self.tree_metrics(model, step) if self.tree_projection else dict.fromkeys(TREE_KEYS))
+            return self.probe(Members.of(model), lambda k: model, step)[0]
         finally:
             model.train(was_training)
+
+    def shares_sample_with(self, other: Prober) -> bool:
+        """Whether `other` probes the same sentences (a pack's members do: the sample depends on the probe seed
+        and the data, not on the training seed), so one batched call serves both."""
+        return self.sentences == other.sentences
+
+    @torch.no_grad()
+    def probe(self, members: Members, model_of: Callable[[int], nn.Module], step: int) -> list[dict[str, float | None]]:
+        """Every probe of every member (already in eval mode), the forward passes batched over members;
+        `model_of(k)` gives member k as a model, for its weight norms."""
+        sequences = [[self.sos, *ids] for ids in self.word_ids]
+        metrics: list[dict[str, float | None]] = [dict(weight_norms(model_of(k), self.n_layers))
+                                                  for k in range(members.size)]
+        released = released_attention_sparsity(members, sequences, self.pad, self.batch_size, self.device)
+        entropies = attention_entropy(members, sequences, self.pad, self.batch_size, self.device)
+        trees = (self.tree_metrics(members, step) if self.tree_projection
+                 else [dict.fromkeys(TREE_KEYS) for _ in range(members.size)])
+        for member, entropy, sparsity, tree in zip(metrics, entropies, released, trees, strict=True):
+            member.update(entropy)
+            member["probe/attn_sparsity_sg"] = sparsity
+            member.update(tree)
         return metrics
 
-    def tree_metrics(self, model, step: int) -> dict[str, float | None]:
+    def tree_metrics(self, members: Members, step: int) -> list[dict[str, float | None]]:
         if not self.word_ids:
-            return dict.fromkeys(TREE_KEYS)
-        charts = sci_charts(model, self.word_ids, self.sos, self.pad, self.batch_size, self.device)
-        projections = Projections(charts)
-        tscore, tscore_exact = projections.tscores(np.random.default_rng([self.sample_seed, step]))
-        metrics = {"probe/tscore": tscore, "probe/tscore_exact": tscore_exact, "probe/tparseval": None,
-                   "probe/tparseval_right_branching": self.right_branching_f1}
-        if self.gold is not None:
-            metrics["probe/tparseval"] = bracket_f1(projections.node_masks(), self.gold)
-        return metrics
+            return [dict.fromkeys(TREE_KEYS) for _ in range(members.size)]
+        out = []
+        for charts in sci_charts(members, self.word_ids, self.sos, self.pad, self.batch_size, self.device):
+            projections = Projections(charts)
+            tscore, tscore_exact = projections.tscores(np.random.default_rng([self.sample_seed, step]))
+            metrics = {"probe/tscore": tscore, "probe/tscore_exact": tscore_exact, "probe/tparseval": None,
+                       "probe/tparseval_right_branching": self.right_branching_f1}
+            if self.gold is not None:
+                metrics["probe/tparseval"] = bracket_f1(projections.node_masks(), self.gold)
+            out.append(metrics)
+        return out

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from grokking.evaluate import pad_batch
+from grokking.evaluate import Members, pad_batch
 from grokking.probes.batching import length_sorted_batches
 
 
@@ -41,45 +41,51 @@ def entropy_metrics(sums: Tensor, n_queries: int) -> dict[str, float]:
     return metrics
 
 
+def _attention_maps(model, ids: Tensor) -> Tensor:
+    """[layers, B, H, T, T] attention probabilities of a normal eval-mode forward pass."""
+    return torch.stack(model(ids, return_attn=True)[1])
+
+
 @torch.no_grad()
-def attention_entropy(model, sequences: Sequence[Sequence[int]], pad: int, batch_size: int,
-                      device: torch.device) -> dict[str, float | None]:
-    """Entropy metrics of `model` (already in eval mode) over `[SOS] + ids` sequences."""
+def attention_entropy(members: Members, sequences: Sequence[Sequence[int]], pad: int, batch_size: int,
+                      device: torch.device) -> list[dict[str, float | None]]:
+    """Entropy metrics of every member (already in eval mode) over `[SOS] + ids` sequences."""
     if not sequences:
-        return {"probe/attn_entropy": None, "probe/attn_sparsity": None}
+        return [{"probe/attn_entropy": None, "probe/attn_sparsity": None} for _ in range(members.size)]
     sums, n_queries = None, 0
     for batch in length_sorted_batches(sequences, batch_size):
-        rows = [sequences[i] for i in batch]
-        ids, lengths = pad_batch(rows, pad, device)
-        _, maps = model(ids, return_attn=True)
-        batch_sums = entropy_sums(maps, lengths)
+        ids, lengths = pad_batch([sequences[i] for i in batch], pad, device)
+        maps = members.apply(_attention_maps, ids)  # [K, layers, B, H, T, T]
+        batch_sums = torch.stack([entropy_sums(member_maps, lengths) for member_maps in maps])
         sums = batch_sums if sums is None else sums + batch_sums
         n_queries += int(lengths.sum())
-    return entropy_metrics(sums.cpu(), n_queries)
+    return [entropy_metrics(member_sums, n_queries) for member_sums in sums.cpu()]
+
+
+def _embedding_fed_attention(model, ids: Tensor) -> Tensor:
+    """[layers, B, H, T, T]: every layer's attention computed on the embedding output (the released code's way)."""
+    embedded = model.embedding(ids) * model.embed_scale + model.positions[: ids.shape[1]]
+    # the causal mask: a query sees keys 0..q, never padding
+    return torch.stack([block.attn(embedded, None, True)[1] for block in model.blocks])
 
 
 @torch.no_grad()
-def released_attention_sparsity(model, sequences: Sequence[Sequence[int]], pad: int, batch_size: int,
-                                device: torch.device) -> float | None:
-    """`probe/attn_sparsity_sg`: the value the released code logs as attention sparsity, computed its way
-    (docs/metrics.md): every layer's attention is computed on the *embedding output* (the code never fed layer p's
-    output to layer p+1), the heads are averaged into one map, each valid query row's entropy is summed over
-    positions and averaged over layers, and the result is averaged over sentences. Not a per-query mean and not
-    negated: the paper plots its negative. Kept only to compare curves with the paper's figures; the real
+def released_attention_sparsity(members: Members, sequences: Sequence[Sequence[int]], pad: int, batch_size: int,
+                                device: torch.device) -> list[float | None]:
+    """`probe/attn_sparsity_sg` of every member: the value the released code logs as attention sparsity, computed
+    its way (docs/metrics.md): every layer's attention is computed on the *embedding output* (the code never fed
+    layer p's output to layer p+1), the heads are averaged into one map, each valid query row's entropy is summed
+    over positions and averaged over layers, and the result is averaged over sentences. Not a per-query mean and
+    not negated: the paper plots its negative. Kept only to compare curves with the paper's figures; the real
     quantity is `probe/attn_entropy`."""
     if not sequences:
-        return None
-    total = 0.0
+        return [None] * members.size
+    total = torch.zeros(members.size, dtype=torch.float64, device=device)
     for batch in length_sorted_batches(sequences, batch_size):
         ids, lengths = pad_batch([sequences[i] for i in batch], pad, device)
-        length = ids.shape[1]
-        embedded = model.embedding(ids) * model.embed_scale + model.positions[:length]
-        valid = torch.arange(length, device=device)[None, :] < lengths[:, None]  # [B, T] real queries
-        per_sentence = torch.zeros(len(batch), dtype=torch.float64, device=device)
-        for block in model.blocks:
-            _, probs = block.attn(embedded, None, True)  # causal mask: a query sees keys 0..q, never padding
-            head_mean = probs.double().mean(dim=1)  # [B, T, T]
-            rows = -torch.special.xlogy(head_mean, head_mean).sum(-1)  # [B, T]
-            per_sentence += (rows * valid).sum(-1)
-        total += float(per_sentence.sum()) / len(model.blocks)
-    return total / len(sequences)
+        probs = members.apply(_embedding_fed_attention, ids)  # [K, layers, B, H, T, T]
+        valid = torch.arange(ids.shape[1], device=device)[None, :] < lengths[:, None]  # [B, T] real queries
+        head_mean = probs.double().mean(dim=3)  # [K, layers, B, T, T]
+        rows = -torch.special.xlogy(head_mean, head_mean).sum(-1)  # [K, layers, B, T]
+        total += (rows * valid).sum(dim=(2, 3)).mean(dim=1)  # summed over sentences, averaged over layers
+    return (total / len(sequences)).tolist()

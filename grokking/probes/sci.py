@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from grokking.evaluate import Members
 from grokking.model import TransformerLM, causal_mask
 from grokking.probes.batching import rows_per_pass
 
@@ -94,8 +95,8 @@ def _template_tensors(template: PackingTemplate, device: torch.device) -> tuple[
 
 
 @torch.no_grad()
-def _charts_of_length(model: TransformerLM, sentences: Tensor, sos: int, pad: int, batch_size: int) -> np.ndarray:
-    """SCI charts [S, n, n] of S sentences with n words each ([S, n] ids, no SOS)."""
+def _charts_of_length(members: Members, sentences: Tensor, sos: int, pad: int, batch_size: int) -> np.ndarray:
+    """SCI charts [K, S, n, n] of S sentences with n words each ([S, n] ids, no SOS), for every member."""
     count, n = sentences.shape
     device = sentences.device
     template = packing_template(n)
@@ -108,40 +109,44 @@ def _charts_of_length(model: TransformerLM, sentences: Tensor, sos: int, pad: in
     for start in range(0, rows.shape[0], per_pass):
         chunk = rows[start : start + per_pass]
         sentence_rows = torch.arange(start, start + chunk.shape[0], device=device) % template.rows
-        states.append(hidden_states(model, chunk, positions[sentence_rows], allowed[sentence_rows]))
-    states = torch.cat(states).view(count, template.rows, n + 1, -1)
+        states.append(members.apply(hidden_states, chunk, positions[sentence_rows], allowed[sentence_rows]))
+    states = torch.cat(states, dim=1).view(members.size, count, template.rows, n + 1, -1)
     row_of = torch.as_tensor(template.row_of, device=device)[:, None]
-    valid = torch.as_tensor(template.valid, device=device)[None, :, :, None]
-    segments = states[:, row_of, torch.as_tensor(template.col_of, device=device)] * valid  # [S, start, offset, d]
-    span_sums = segments.cumsum(dim=2)
+    valid = torch.as_tensor(template.valid, device=device)[None, None, :, :, None]
+    segments = states[:, :, row_of, torch.as_tensor(template.col_of, device=device)] * valid  # [K, S, start, offset, d]
+    span_sums = segments.cumsum(dim=3)
     full_index = (torch.arange(n, device=device)[:, None] + torch.arange(n, device=device)[None, :]).clamp(max=n - 1)
-    full_sums = (segments[:, 0][:, full_index] * valid).cumsum(dim=2)
-    cosine = F.cosine_similarity(span_sums, full_sums, dim=-1).double().cpu().numpy()  # [S, start, offset]
-    charts = np.zeros((count, n, n))
+    full_sums = (segments[:, :, 0][:, :, full_index] * valid).cumsum(dim=3)
+    cosine = F.cosine_similarity(span_sums, full_sums, dim=-1).double().cpu().numpy()  # [K, S, start, offset]
+    charts = np.zeros((members.size, count, n, n))
     starts, offsets = np.nonzero(template.valid)
-    charts[:, starts, starts + offsets] = cosine[:, starts, offsets]
+    charts[:, :, starts, starts + offsets] = cosine[:, :, starts, offsets]
     return charts
 
 
-def sci_charts(model: TransformerLM, sentences: Sequence[Sequence[int]], sos: int, pad: int, batch_size: int,
-               device: torch.device) -> list[np.ndarray]:
-    """SCI chart of every sentence (word ids without SOS), float64 [n, n] with chart[i, j] for i <= j and zeros
-    below the diagonal. `model` must be in eval mode; about `batch_size` rows go through each forward pass."""
+def sci_charts(members: Members, sentences: Sequence[Sequence[int]], sos: int, pad: int, batch_size: int,
+               device: torch.device) -> list[list[np.ndarray]]:
+    """Every member's SCI chart of every sentence (word ids without SOS), float64 [n, n] with chart[i, j] for
+    i <= j and zeros below the diagonal: [K][sentences]. The members must be in eval mode; about `batch_size`
+    rows go through each forward pass."""
     by_length: dict[int, list[int]] = defaultdict(list)
     for index, sentence in enumerate(sentences):
         by_length[len(sentence)].append(index)
-    charts: list[np.ndarray | None] = [None] * len(sentences)
+    charts: list[list[np.ndarray | None]] = [[None] * len(sentences) for _ in range(members.size)]
     for n, indices in sorted(by_length.items()):
         if n == 0:
-            for index in indices:
-                charts[index] = np.zeros((0, 0))
+            for member_charts in charts:
+                for index in indices:
+                    member_charts[index] = np.zeros((0, 0))
             continue
         sentences_per_chunk = max(1, rows_per_pass(batch_size, n + 1) // packing_template(n).rows)
         for start in range(0, len(indices), sentences_per_chunk):
             chunk = indices[start : start + sentences_per_chunk]
             ids = torch.tensor([list(sentences[i]) for i in chunk], dtype=torch.long, device=device)
-            for index, chart in zip(chunk, _charts_of_length(model, ids, sos, pad, batch_size), strict=True):
-                charts[index] = chart
+            for member_charts, computed in zip(charts, _charts_of_length(members, ids, sos, pad, batch_size),
+                                               strict=True):
+                for index, chart in zip(chunk, computed, strict=True):
+                    member_charts[index] = chart
     return charts
 
 

@@ -1,6 +1,7 @@
 """CUDA-only checks (marker `gpu`; skipped without a GPU): the static-shape pack step, bf16, CUDA graphs, and a
 seed pack trained end to end on the device. `scripts/gpu_check.sh` runs these first."""
 
+import copy
 import json
 
 import pytest
@@ -79,3 +80,34 @@ def test_a_seed_pack_trains_end_to_end_on_cuda(tmp_path):
     for seed in (1, 2):
         status = json.loads((tmp_path / f"runs/qf-smoke/depth=2/seed={seed}/status.json").read_text())
         assert status["status"] == "done"
+
+
+def test_a_pack_evaluates_and_probes_its_members_in_one_batched_pass_on_cuda(tmp_path):
+    """The trainer's CUDA path (vmapped logits and probe forward passes) against each member alone on the CPU."""
+    from cli.compose import compose_config
+    from grokking.data import load_task_data
+    from grokking.evaluate import Members, evaluate
+    from grokking.model import build_model
+    from grokking.probes import Prober
+
+    cfg = compose_config(["experiment=smoke", "task=ti", f"data.dir={tmp_path}/data", "task.eval_gen_sample=40",
+                          "task.n_val=40", "probes.sample_size=12"])
+    data = load_task_data(cfg)
+    singles = []
+    for seed in SEEDS:
+        torch.manual_seed(seed)
+        singles.append(build_model(cfg.model, data.vocab.size).eval())
+    engine = PackStep([copy.deepcopy(m).to("cuda") for m in singles], config(), torch.device("cuda"),
+                      pad=data.vocab.pad)
+    prober = Prober(cfg, data, tmp_path / "run", torch.device("cuda"))
+    with engine.evaluating() as members:
+        together = evaluate(members, data, cfg.task, 16, torch.device("cuda"), list(SEEDS), 30)
+        probed = prober.probe(members, engine.model_of, 30)
+    cpu_prober = Prober(cfg, data, tmp_path / "run", torch.device("cpu"))
+    for k, (model, seed) in enumerate(zip(singles, SEEDS, strict=True)):
+        alone = evaluate(Members.of(model), data, cfg.task, 16, torch.device("cpu"), [seed], 30)[0]
+        assert together[k].keys() == alone.keys()
+        for key, value in alone.items():
+            assert together[k][key] == pytest.approx(value, rel=1e-3, abs=0.03), key  # a near-tie may flip
+        for key, value in cpu_prober(model, 30).items():
+            assert probed[k][key] == (value if value is None else pytest.approx(value, rel=1e-3, abs=1e-3)), key

@@ -42,7 +42,8 @@ class ScriptedLM(nn.Module):
 def pack_of(*models: ScriptedLM) -> Members:
     """Scripted LMs scored together as a seed pack's members (inputs [K', B, T], K' = 1 for shared rows)."""
     return Members(len(models), lambda inputs: torch.stack([m(inputs[0 if len(inputs) == 1 else k])
-                                                            for k, m in enumerate(models)]))
+                                                            for k, m in enumerate(models)]),
+                   lambda fn, *args: torch.stack([fn(m, *args) for m in models]))
 
 
 def vocab_of(*sentences: str) -> Vocab:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from grokking.evaluate import Members
 from grokking.model import ModelShape, TransformerLM
 from grokking.probes.sci import naive_sci_chart, packing_template, sci_charts
 
@@ -30,7 +31,7 @@ def test_packing_places_every_segment_once_within_a_row(n):
 def test_causal_trick_equals_per_span_forward_passes(model):
     rng = np.random.default_rng(0)
     sentences = [rng.integers(1, 19, size=n).tolist() for n in (1, 2, 3, 5, 5, 5, 8, 11, 13, 16)]
-    fast = sci_charts(model, sentences, SOS, PAD, batch_size=5, device=torch.device("cpu"))
+    fast = sci_charts(Members.of(model), sentences, SOS, PAD, batch_size=5, device=torch.device("cpu"))[0]
     for sentence, chart in zip(sentences, fast, strict=True):
         naive = naive_sci_chart(model, sentence, SOS, batch_size=256, device=torch.device("cpu"))
         assert chart.shape == (len(sentence), len(sentence))
@@ -40,7 +41,7 @@ def test_causal_trick_equals_per_span_forward_passes(model):
 
 def test_charts_do_not_depend_on_batching(model):
     sentences = [[3, 4, 5, 6], [7, 8], [9, 10, 11, 12, 13, 14], [1, 2, 3, 4]]
-    one = sci_charts(model, sentences, SOS, PAD, batch_size=1, device=torch.device("cpu"))
-    many = sci_charts(model, sentences, SOS, PAD, batch_size=64, device=torch.device("cpu"))
+    one = sci_charts(Members.of(model), sentences, SOS, PAD, batch_size=1, device=torch.device("cpu"))[0]
+    many = sci_charts(Members.of(model), sentences, SOS, PAD, batch_size=64, device=torch.device("cpu"))[0]
     for a, b in zip(one, many, strict=True):
         assert np.abs(a - b).max() <= 1e-5
