@@ -20,16 +20,21 @@ def members_of(pack: PackedLM, batched: bool) -> Members:
                    lambda fn, *args: pack.apply(fn, *args, batched=batched))
 
 
-@pytest.mark.parametrize("task", ["qf", "ti", "dyck"])
-def test_a_pack_evaluates_each_member_as_its_single_run(task, data_dir):
-    cfg = compose_config(["experiment=smoke", f"task={task}", f"data.dir={data_dir}", "task.eval_gen_sample=20",
-                          "task.n_val=40"])
+def models_and_pack(cfg):
+    """The task's data, one untrained model per seed (eval mode) and the pack of those models."""
     data = load_task_data(cfg)
     models = []
     for seed in SEEDS:
         torch.manual_seed(seed)
         models.append(build_model(cfg.model, data.vocab.size).eval())
-    pack = PackedLM(models)
+    return data, models, PackedLM(models)
+
+
+@pytest.mark.parametrize("task", ["qf", "ti", "dyck"])
+def test_a_pack_evaluates_each_member_as_its_single_run(task, data_dir):
+    cfg = compose_config(["experiment=smoke", f"task={task}", f"data.dir={data_dir}", "task.eval_gen_sample=20",
+                          "task.n_val=40"])
+    data, models, pack = models_and_pack(cfg)
     step, batch_size = 30, 16
     singles = [evaluate(Members.of(model), data, cfg.task, batch_size, CPU, [seed], step)[0]
                for model, seed in zip(models, SEEDS, strict=True)]
@@ -51,12 +56,7 @@ def test_a_pack_probes_each_member_as_its_single_run(data_dir, tmp_path):
     from grokking.probes import Prober
 
     cfg = compose_config(["experiment=smoke", f"data.dir={data_dir}", "probes.sample_size=12", "probes.batch_size=7"])
-    data = load_task_data(cfg)
-    models = []
-    for seed in SEEDS:
-        torch.manual_seed(seed)
-        models.append(build_model(cfg.model, data.vocab.size).eval())
-    pack = PackedLM(models)
+    data, models, pack = models_and_pack(cfg)
     probers = [Prober(cfg, data, tmp_path / str(seed), CPU) for seed in SEEDS]
     assert all(probers[0].shares_sample_with(p) for p in probers)
     singles = [prober(model, 30) for prober, model in zip(probers, models, strict=True)]
