@@ -106,6 +106,14 @@ def validate_jobs(jobs: list[list[str]]) -> list[DictConfig]:
 PACK_SEEDS = "pack=seeds"
 
 
+def job_seed(job: list[str]) -> int:
+    """A job's seed: read from its overrides when one sets it to an integer, else composed (the config's)."""
+    values = [o.split("=", 1)[1] for o in job if o.lstrip("+").split("=", 1)[0] == "seed"]
+    if values and values[-1].lstrip("-").isdigit():
+        return int(values[-1])
+    return int(validate_jobs([job])[0].seed)
+
+
 def pack_seed_sweep(overrides: list[str]) -> list[str]:
     """`pack=seeds`: the overrides of the same grid with the seeds of each cell trained as one seed pack.
 
@@ -114,7 +122,7 @@ def pack_seed_sweep(overrides: list[str]) -> list[str]:
     every other swept key is kept, so a 5-depth x 10-seed grid becomes 5 jobs of 10 members.
     """
     rest = [o for o in overrides if o != PACK_SEEDS]
-    seeds = list(dict.fromkeys(int(c.seed) for c in validate_jobs(expand_sweep(rest))))
+    seeds = list(dict.fromkeys(job_seed(job) for job in expand_sweep(rest)))
     packed = [o for o in rest if o.lstrip("+").split("=", 1)[0] not in ("seed", "seeds")]
     if "seed" in sweeper_params(packed):
         packed.append(f"hydra.sweeper.params.seed={seeds[0]}")

@@ -2,10 +2,13 @@
 
     python scripts/bench_pack.py                                  # CPU: experiment=cpu and paper shapes, K 1 2 4 10
     python scripts/bench_pack.py --shapes paper --ks 10 --device cuda --precision bf16 --compile
+    python scripts/bench_pack.py --shapes paper --ks 10 --device cuda --eval-sentences 2000   # evaluation too
 
 Both sides use grok's own training steps (grokking.train.SingleStep / PackStep: the loop's code), real QF batches
 from each seed's own data order, AdamW, clip 1 and the shape's dropout, interleaved round by round in one process
 so machine noise hits both. A member-step is one optimizer step of one seed; the ratio is pack / singles.
+With --eval-sentences N, also one evaluation of every member (grokking.evaluate on N QF val and N gen sentences:
+the pack's batched evaluation against K single evaluations), in seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from omegaconf import OmegaConf
 
 from grokking.data.generate import generate, generation_config
 from grokking.data.vocab import Vocab
+from grokking.evaluate import evaluate
 from grokking.model import build_model
 from grokking.train import BatchOrder, PackStep, SingleStep
 
@@ -83,6 +87,31 @@ def compare(cfg, k: int, encoded, vocab, args, autocast, device) -> tuple[float,
     return statistics.median(packed), statistics.median(alone)
 
 
+def compare_eval(cfg, k: int, data, args, device) -> tuple[float, float]:
+    """(pack, K singles) seconds to evaluate every member once, medians over interleaved rounds."""
+    pack_models, single_models = seeded_models(cfg, k, data.vocab.size, device), seeded_models(cfg, k, data.vocab.size, device)
+    pack = PackStep(pack_models, cfg, device, data.vocab.pad) if k > 1 else SingleStep(pack_models[0], cfg, device,
+                                                                                        data.vocab.pad)
+    singles = [SingleStep(model, cfg, device, data.vocab.pad) for model in single_models]
+    task = SimpleNamespace(eval_gen_sample=0)
+
+    def evaluate_pack(_: int) -> None:
+        with pack.evaluating() as members:
+            evaluate(members, data, task, 64, device, list(range(k)), 0)
+
+    def evaluate_singles(_: int) -> None:
+        for seed, single in enumerate(singles):
+            with single.evaluating() as members:
+                evaluate(members, data, task, 64, device, [seed], 0)
+
+    rate(1, evaluate_pack, device), rate(1, evaluate_singles, device)  # warm-up
+    packed, alone = [], []
+    for _ in range(args.rounds):
+        packed.append(1 / rate(1, evaluate_pack, device))
+        alone.append(1 / rate(1, evaluate_singles, device))
+    return statistics.median(packed), statistics.median(alone)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="+", default=["cpu", "paper"], choices=sorted(SHAPES))
@@ -92,10 +121,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--eval-sentences", type=int, default=0, help="also time evaluation on N val + N gen")
     args = parser.parse_args()
     device = torch.device(args.device)
-    train = generate(generation_config(SimpleNamespace(name="qf", n_train=5000, n_val=10, n_gen=10)), 0)[0]
-    vocab = Vocab.from_examples(train)
+    n_eval = max(args.eval_sentences, 10)
+    train, val, gen = generate(generation_config(SimpleNamespace(name="qf", n_train=5000, n_val=n_eval,
+                                                                 n_gen=n_eval)), 0)[:3]
+    vocab = Vocab.from_examples([*train, *val, *gen])
     encoded = [vocab.encode(e.tokens) for e in train]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     print(f"device={device} precision={args.precision} compile={args.compile} threads={torch.get_num_threads()}")
@@ -107,6 +139,17 @@ def main() -> None:
         for k in args.ks:
             mine, theirs = compare(cfg, k, encoded, vocab, args, autocast, device)
             print(f"| {shape} | {k} | {mine:.1f} | {theirs:.1f} | {mine / theirs:.2f}x |", flush=True)
+    if not args.eval_sentences:
+        return
+    data = SimpleNamespace(name="qf", val=val, gen=gen, vocab=vocab)
+    print(f"\none evaluation of every member, {args.eval_sentences} val + {args.eval_sentences} gen sentences")
+    print("| shape | K | pack s | K singles s | speed-up |")
+    print("|---|---|---|---|---|")
+    for shape in args.shapes:
+        cfg = config(SHAPES[shape][0], SHAPES[shape][1], args.compile)
+        for k in args.ks:
+            mine, theirs = compare_eval(cfg, k, data, args, device)
+            print(f"| {shape} | {k} | {mine:.2f} | {theirs:.2f} | {theirs / mine:.2f}x |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared GPU check (about 8 minutes on a fresh GPU machine): the gpu-marked tests, training-step rates
-# at the paper config (depth 6: eager single run, CUDA-graph single run, K=10 seed pack in fp32 and bf16), then the
+# at the paper config (depth 6: eager single run, CUDA-graph single run, K=10 seed pack in fp32 and bf16, and one
+# evaluation of the pack's members batched vs one by one), then the
 # real experiment=paper_qf K=10 pack (depth 6, seeds 42..132) for the remaining minutes. Everything lands in one
 # folder ($OUT when set): gpu_check.log and pack_metrics.tar.gz (every member's metrics.jsonl and status.json).
 #
@@ -25,10 +26,11 @@ exec > >(tee "$OUT/gpu_check.log") 2>&1
 
 if [ -n "${GPU_CHECK_DRY:-}" ]; then  # every step, CPU-sized: checks the script, measures nothing
     DEVICE=cpu SHAPE=(--shapes cpu) BENCH=(--steps 2 --rounds 1) FAST=() PACK=(experiment=smoke task.steps=200) PRECISION=()
-    TESTS=(tests/unit/test_pack.py) DEPTH=(--depths 2)
+    TESTS=(tests/unit/test_pack.py) DEPTH=(--depths 2) EVAL=(--eval-sentences 50)
 else
     DEVICE=cuda SHAPE=(--shapes paper) BENCH=(--steps 50 --rounds 2) FAST=(--compile --precision bf16) PRECISION=(precision=bf16)
     PACK=(experiment=paper_qf depth=6 logger=none compile=true) TESTS=(-m gpu tests) DEPTH=(--depths 6)
+    EVAL=(--eval-sentences 2000)
 fi
 elapsed() { echo $(( $(date +%s) - START )); }
 section() { echo; echo "== $* ($(elapsed) s)"; }
@@ -44,8 +46,8 @@ section "steps/s at the paper config, depth 6: grok eager vs plain PyTorch, then
 $PY scripts/bench_train.py --device "$DEVICE" "${DEPTH[@]}" "${BENCH[@]}"
 [ ${#FAST[@]} -gt 0 ] && $PY scripts/bench_train.py --device "$DEVICE" "${DEPTH[@]}" "${BENCH[@]}" "${FAST[@]}"
 
-section "member-steps/s: K=10 seed pack vs 10 single runs (fp32, bf16, bf16 + CUDA graphs)"
-$PY scripts/bench_pack.py --device "$DEVICE" "${SHAPE[@]}" --ks 10 "${BENCH[@]}"
+section "member-steps/s: K=10 seed pack vs 10 single runs (fp32 with one evaluation of every member, bf16, bf16 + CUDA graphs)"
+$PY scripts/bench_pack.py --device "$DEVICE" "${SHAPE[@]}" --ks 10 "${BENCH[@]}" "${EVAL[@]}"
 $PY scripts/bench_pack.py --device "$DEVICE" "${SHAPE[@]}" --ks 10 "${BENCH[@]}" --precision bf16
 [ ${#FAST[@]} -gt 0 ] && $PY scripts/bench_pack.py --device "$DEVICE" "${SHAPE[@]}" --ks 10 "${BENCH[@]}" "${FAST[@]}"
 
