@@ -12,7 +12,7 @@ One run (`analyze_run`), written under <run_dir>/diagnostics/:
     analysis/fitting_summary.csv over/fit/under counts by POS, frequency decade and structural involvement
     analysis/bifurcation.csv     per tensor: t_bif, final BC, dip and p (grokking.diagnostics.bifurcation)
     analysis/bifurcation.npz     steps, tensor names, dip and p-value per evaluation x tensor
-    events.json                  §7 events (grokking.diagnostics.events) and t_bif per tensor and group
+    events.json                  grokking events (grokking.diagnostics.events; docs/diagnostics.md) and t_bif per tensor and group
 
 Seeds (`analyze_seeds`): cross-run variability C_i = mean over run pairs of the mean over common evaluation steps of
 the squared difference of their smoothed curves (bits²), per position and per type, into <out>/cross_run.csv and

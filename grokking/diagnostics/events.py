@@ -7,7 +7,7 @@
 - t_id: the first step with `val/acc` ≥ ID_THRESHOLD;
 - grok_step: the first evaluation from which `gen/acc` ≥ 0.8 holds at every later one
   (grokking.runfiles.grokking_step, as in `grok report`);
-- grok_step_rel: the first step with `gen/acc` ≥ 90% of its best at REL_HOLD consecutive evaluations (§7);
+- grok_step_rel: the first step with `gen/acc` ≥ 90% of its best at REL_HOLD consecutive evaluations;
 - gen_acc_midpoint: the midpoint 10^m of a logistic fitted to `gen/acc` against log10 step;
 - t_bif: per tensor and the earliest per tensor group (grokking.diagnostics.bifurcation).
 """

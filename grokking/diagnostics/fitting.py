@@ -1,7 +1,7 @@
 """Token-level fitting at the early-stopping point, after Bao, Teng & Zhang (2023) — a RECONSTRUCTION.
 
-Bao et al.'s exact per-token measure could not be verified (docs/diagnostics.md, token-level fitting); this is the runner-native
-version of §3.3, computed from the stored surprisal curves without extra forward passes. For a token type v and a
+Bao et al.'s exact per-token measure could not be verified (docs/diagnostics.md, token-level fitting); this is grok's own
+definition (docs/diagnostics.md), computed from the stored surprisal curves without extra forward passes. For a token type v and a
 held-out probe split H (val = in-domain, gen = OOD):
 
 - L_v^S(t): mean surprisal (bits) over the positions of split S whose target is v, at evaluation t;

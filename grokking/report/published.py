@@ -35,7 +35,7 @@ DELTA_END = {
     ("ti", 4): Published(0.20, FIG2, "≈"),
 }
 
-# Mean OOD accuracy at the end of training (QF/TI 300k, Dyck 400k; Dyck unfiltered, §4.3).
+# Mean OOD accuracy at the end of training (QF/TI 300k, Dyck 400k; Dyck unfiltered: docs/metrics.md).
 FINAL_GEN_MEAN = {
     ("qf", 6): Published(0.929, FIG2_MEANS),
     ("ti", 4): Published(0.835, FIG2_MEANS),

@@ -1,4 +1,4 @@
-"""The report's text and tables as document blocks: which runs went in, the Fig 2 / Fig 3a / §6.4 tables with the
+"""The report's text and tables as document blocks: which runs went in, the Fig 2 / Fig 3a / Fig 3b-4 (tree-structuredness) tables with the
 paper's values beside ours, and a per-run table. Figures are referenced by their paths in the report directory.
 """
 
@@ -224,7 +224,7 @@ def report_blocks(root: Path, runs: list[Run], groups: Groups, threshold: float,
                            f"values in each panel's title; dotted line at {threshold:.0%}.") for path in curve_figures]
     blocks += [Heading("OOD accuracy at early stopping vs at the end", 3), fig2_table(summaries),
                Paragraph(f"Paper columns (docs/metrics.md, published numbers): ¹ {published.TEXT_31}, an upper bound; ² {published.FIG2_MEANS}; "
-                         f"³ {published.FIG2}, read off the seed-mean curves (§4.5).")]
+                         f"³ {published.FIG2}, read off the seed-mean curves.")]
     blocks += [Heading("Grokking step and success by depth (Fig 3a style)")]
     if success_figure:
         blocks.append(Image(success_figure, f"fraction of seeds with OOD accuracy > {threshold:g}, at the final "
