@@ -67,13 +67,31 @@ def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig
     return cfg
 
 
+FIRST_MEMBER = "seed=${seeds.0}"  # a swept seeds=: each job's first member, resolved per job
+
+
+def first_member_seed(seeds_override: str) -> str | None:
+    """The `seed=` that makes a seed pack's own directory its first member's: that seed itself, or for a swept
+    `seeds=[1,2],[3,4]` an interpolation resolved per job; None for no pack (`seeds=null`) and for a value that
+    composition rejects anyway (an empty list, a malformed override)."""
+    try:
+        override = OverridesParser.create().parse_overrides([seeds_override])[0]
+    except Exception:
+        return None
+    if override.is_sweep_override():
+        return FIRST_MEMBER
+    value = override.value()
+    return f"seed={value[0]}" if isinstance(value, list) and value else None
+
+
 def sweeper_params(overrides: list[str]) -> dict:
     """The hydra.sweeper.params (a preset's grid) that the non-sweep overrides compose to."""
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:
         raise ConfigError(one_line(exc)) from exc
-    base = compose_config([o.input_line for o in parsed if not o.is_sweep_override()], with_hydra=True)
+    base = compose_config([o.input_line for o in parsed if not (o.is_sweep_override() or o.input_line == FIRST_MEMBER)],
+                          with_hydra=True)
     params = base.hydra.sweeper.get("params")
     return OmegaConf.to_container(params, resolve=False) if params else {}  # values may interpolate the job's
 

@@ -25,6 +25,7 @@ from cli.compose import (
     CONFIG_NAME,
     PACK_SEEDS,
     expand_sweep,
+    first_member_seed,
     pack_seed_sweep,
     register_schema,
     split_argv,
@@ -60,19 +61,16 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def pack_overrides(overrides: list[str], multirun: bool) -> list[str]:
-    """Seed packs: `pack=seeds` turns a sweep's seeds into one pack per cell; a single `seeds=[...]` run gets
-    `seed=` its first member, so the run's own directory is that member's (never a stray seed=42)."""
+    """Seed packs: `pack=seeds` turns a sweep's seeds into one pack per cell; `seeds=[...]` gets `seed=` its first
+    member, so the job's own directory is that member's (never a stray seed=42)."""
     if PACK_SEEDS in overrides:
         if not multirun:
             raise ConfigError(f"{PACK_SEEDS} groups the seeds of a sweep: use it with -m or +sweep=..., "
                               "or train one pack with seeds=[...]")
         return pack_seed_sweep(overrides)
-    has = {o.lstrip("+").split("=", 1)[0] for o in overrides}
-    if "seeds" in has and "seed" not in has and not multirun:
-        seeds = validate_jobs([overrides])[0].seeds
-        if seeds:
-            return [*overrides, f"seed={seeds[0]}"]
-    return overrides
+    given = {o.lstrip("+").split("=", 1)[0]: o for o in overrides}
+    first = first_member_seed(given["seeds"]) if "seeds" in given and "seed" not in given else None
+    return [*overrides, first] if first else overrides
 
 
 def run(argv: list[str]) -> int:

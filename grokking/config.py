@@ -167,6 +167,13 @@ def _get(cfg: Any, key: str) -> Any:
 
 def validate(cfg: Any) -> None:
     """Reject impossible values with a one-line ConfigError. `cfg` is a resolved GrokConfig-shaped object."""
+    if getattr(cfg, "seeds", None) is not None:
+        seeds = list(cfg.seeds)
+        if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ConfigError(f"seeds must be a non-empty list of distinct seeds >= 0, got {seeds}")
+        if cfg.seed not in seeds:  # the job's own directory (Hydra's) would be a stray one outside the pack
+            raise ConfigError(f"seed={cfg.seed} is not a member of seeds={seeds}: a seed pack's own directory is "
+                              "its first member's; drop seed=")
     if cfg.task.name not in TASK_NAMES:
         raise ConfigError(f"unknown task {cfg.task.name!r}; choose one of {', '.join(TASK_NAMES)}")
     for key in ("depth", "task.n_train", "task.n_val", "task.n_gen", "model.d_model", "model.n_heads",
@@ -180,10 +187,6 @@ def validate(cfg: Any) -> None:
                 "optim.weight_decay", "optim.grad_clip", "task.eval_gen_sample", "task.dyck_eval_prefixes",
                 "task.dyck_min_len", "task.dyck_min_dep", "probes.sample_seed", "diagnostics.seed"):
         _non_negative(cfg, key)
-    if getattr(cfg, "seeds", None) is not None:
-        seeds = list(cfg.seeds)
-        if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-            raise ConfigError(f"seeds must be a non-empty list of distinct seeds >= 0, got {seeds}")
     betas = list(cfg.optim.betas)
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
         raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {betas}")

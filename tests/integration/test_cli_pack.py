@@ -162,7 +162,6 @@ def test_a_member_with_a_non_finite_loss_leaves_the_pack_as_failed(tmp_path, dat
         assert [r["step"] for r in records(run_dir(tmp_path, seed) / "metrics.jsonl")] == [0, 30, 60]
 
 
-@pytest.mark.slow  # composes the 50-run grid twice (~9 s)
 def test_pack_seeds_groups_a_grid_into_one_job_per_cell(tmp_path):
     lines = subprocess.run([GROK, "sweep", "emit", "paper_qf", "pack=seeds"], cwd=tmp_path, capture_output=True,
                            text=True)
@@ -183,3 +182,18 @@ def test_a_packed_local_sweep_trains_every_member(tmp_path, data_dir):
     for depth in (2, 3):
         for seed in (1, 2):
             assert json.loads((run_dir(tmp_path, seed, depth) / "status.json").read_text())["status"] == "done"
+
+
+@pytest.mark.slow
+def test_packs_write_only_their_members_directories(tmp_path, data_dir):
+    # a swept seeds= (two packs) and a single pack: no job leaves a directory of a seed outside its pack
+    args = [f"data.dir={data_dir}", "probes.enabled=false", "task.steps=2", "task.eval_every=1"]
+    swept = subprocess.run([GROK, "train", "-m", "experiment=smoke", "seeds=[1,2],[3,4]", *args], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert swept.returncode == 0, swept.stderr
+    single = subprocess.run([GROK, "train", "experiment=smoke", "seeds=[5,6]", *args], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr
+    made = sorted(p.name for p in (tmp_path / "runs" / "qf-smoke" / "depth=2").iterdir())
+    assert made == [f"seed={s}" for s in range(1, 7)]
+
