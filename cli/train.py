@@ -12,6 +12,7 @@ so re-running a command resumes it, and a finished run is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -74,16 +75,19 @@ def pack_overrides(overrides: list[str], multirun: bool) -> list[str]:
 
 
 def run(argv: list[str]) -> int:
-    with TrainingSignals() as signals:  # a signal before training starts: one line, a truthful status or nothing
-        return run_command(argv, signals)
-
-
-def run_command(argv: list[str], signals: TrainingSignals) -> int:
     flags, overrides = split_argv(argv)
     if "--version" in flags:  # Hydra's own --version would compose the config and create the run directory
         print(version())
         return 0
     multirun = bool({"-m", "--multirun"} & set(flags)) or any(o.startswith("+sweep=") for o in overrides)
+    # A single run's directory is created below, before train() installs its own handlers: from here on a signal
+    # ends it with one line and a truthful status (or nothing created). Not for a sweep: a launcher waiting on
+    # SLURM must stay interruptible (Ctrl-C, and its own check that stops a task that can never start).
+    with contextlib.nullcontext() if multirun else TrainingSignals() as signals:
+        return launch(flags, overrides, multirun, signals)
+
+
+def launch(flags: list[str], overrides: list[str], multirun: bool, signals: TrainingSignals | None) -> int:
     configs = []
     if not any(f in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for f in flags):
         with reported_errors():
@@ -93,7 +97,8 @@ def run_command(argv: list[str], signals: TrainingSignals) -> int:
 
             for device in {c.device for c in configs}:
                 pick_device(device)  # device=cuda without CUDA: one line, and no run directory
-            signals.check_start_up()  # nothing created yet
+            if signals is not None:
+                signals.check_start_up()  # nothing created yet
             if not multirun:
                 RunDir(configs[0].run_dir).create()  # Hydra would create it next, with a traceback on failure
     register_schema()

@@ -1,6 +1,6 @@
 """Signals during a training run: SIGTERM / SIGUSR2 (preemption; SLURM's warning) and SIGINT (Ctrl-C).
 
-The handlers go in at the first instruction of `grok train` (before the run directory is created) and again at
+The handlers go in when `grok train` starts a single run (before it creates the run directory) and again at
 the start of `train()`, which inherits a signal the command's own handlers caught (`train()` also runs without
 the command, in a SLURM task started by submitit). A signal only sets a flag: start-up
 checks it between its stages (`check_start_up()`: stop before training, with a truthful status.json) and the

@@ -425,14 +425,14 @@ def test_a_signal_right_after_the_command_creates_the_run_directory_leaves_a_pre
 
 
 def test_a_signal_before_the_run_directory_exists_creates_nothing(tmp_path, monkeypatch, capsys, data_dir):
-    from cli.train import run_command
+    from cli.train import launch
     from grokking.signals import TrainingSignals
 
     monkeypatch.chdir(tmp_path)
     signals = TrainingSignals()
     signals.signum = signal.SIGINT  # as the command's handler records a Ctrl-C during validation
     with pytest.raises(SystemExit) as exit_info:
-        run_command(["experiment=smoke", f"data.dir={data_dir}", "run_dir=run"], signals)
+        launch([], ["experiment=smoke", f"data.dir={data_dir}", "run_dir=run"], False, signals)
     assert exit_info.value.code == 130
     assert capsys.readouterr().err.startswith("grok: error: SIGINT received during start-up")
     assert not (tmp_path / "run").exists()
