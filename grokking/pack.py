@@ -68,13 +68,14 @@ class PackedLM(nn.Module):
     def losses_each(self, batches: list[tuple[Tensor, Tensor]]) -> Tensor:
         """The K training losses [K], member by member, each on its own unpadded batch through the padding-free
         TransformerLM.loss (the CPU path: there the arithmetic, not kernel launches, dominates, and skipping the
-        padding is what saves it). Same values as `loss`; the members draw their dropout masks in turn."""
+        padding is what saves it). Same values as `loss`; the members draw their dropout masks in turn.
+        Members take their weights through one unbind per tensor, whose backward stacks the K gradients once
+        (indexing p[k] per member would scatter each member's gradient into a zeroed full [K, ...] tensor)."""
         self.base.train(self.training)
         buffers = {f"model.{n}": getattr(self, self._key(n)) for n in self.buffer_names}
-        params = self.params()
+        per_member = {f"model.{n}": p.unbind(0) for n, p in self.params().items()}
         return torch.stack([
-            functional_call(self.loss_of_base, ({f"model.{n}": p[k] for n, p in params.items()}, buffers),
-                            (inputs, targets))
+            functional_call(self.loss_of_base, ({n: p[k] for n, p in per_member.items()}, buffers), (inputs, targets))
             for k, (inputs, targets) in enumerate(batches)])
 
     @torch.no_grad()
