@@ -103,7 +103,7 @@ def launch(flags: list[str], overrides: list[str], multirun: bool, signals: Trai
                 RunDir(configs[0].run_dir).create()  # Hydra would create it next, with a traceback on failure
     register_schema()
     sys.argv = ["grok-train", *flags, *overrides]
-    with reported_errors():  # a second Ctrl-C before training starts: one line, exit 130
+    with reported_errors():  # a Ctrl-C that gets here (a sweep's, or a second one): one line, exit 130
         hydra_main()
     if not (multirun and configs):
         return 0
