@@ -78,39 +78,30 @@ class PackedLM(nn.Module):
             functional_call(self.loss_of_base, ({n: p[k] for n, p in per_member.items()}, buffers), (inputs, targets))
             for k, (inputs, targets) in enumerate(batches)])
 
-    @torch.no_grad()
     def logits(self, inputs: Tensor, batched: bool) -> Tensor:
-        """Every member's eval-mode logits [K, B, T, V] for inputs [K', B, T] (K' = 1: the same rows for all).
-        batched: one vmapped forward pass (CUDA); else member by member, each exactly as its single run's model
-        computes it (the CPU: its attention has no vmap rule, and the arithmetic dominates there anyway)."""
-        self.base.eval()
-        buffers = {n: getattr(self, self._key(n)) for n in self.buffer_names}
-        params = self.params()
-        shared = inputs.shape[0] == 1
-
-        def member_logits(member_params: dict[str, Tensor], rows: Tensor) -> Tensor:
-            return functional_call(self.base, (member_params, buffers), (rows,))
-
-        if batched:
-            return vmap(member_logits, in_dims=(0, None if shared else 0))(params, inputs[0] if shared else inputs)
-        return torch.stack([member_logits({n: p[k] for n, p in params.items()}, inputs[0 if shared else k])
-                            for k in range(self.size)])
+        """Every member's eval-mode logits [K, B, T, V] for inputs [K', B, T] (K' = 1: the same rows for all)."""
+        if inputs.shape[0] == 1:
+            return self.apply(_forward, inputs[0], batched=batched)
+        return self.apply(_forward, batched=batched, member_args=(inputs,))
 
     @torch.no_grad()
-    def apply(self, fn, *args, batched: bool) -> Tensor:
-        """fn(model, *args) -> Tensor for every member in eval mode, stacked [K, ...] (the probes' forward passes):
-        one vmapped call (CUDA), or member by member as `logits` does."""
+    def apply(self, fn, *args, batched: bool, member_args: tuple[Tensor, ...] = ()) -> Tensor:
+        """fn(model, *args, *rows) -> Tensor for every member in eval mode, stacked [K, ...], where `rows` are
+        member k's slices of `member_args` ([K, ...] each). batched: one vmapped call (CUDA); else member by
+        member, each exactly as its single run's model computes it (the CPU: its attention has no vmap rule,
+        and the arithmetic dominates there anyway)."""
         self.base.eval()
         call = _Call(self.base, fn)
         buffers = {f"model.{n}": getattr(self, self._key(n)) for n in self.buffer_names}
         params = {f"model.{n}": p for n, p in self.params().items()}
 
-        def member(member_params: dict[str, Tensor]) -> Tensor:
-            return functional_call(call, (member_params, buffers), args)
+        def member(member_params: dict[str, Tensor], *rows: Tensor) -> Tensor:
+            return functional_call(call, (member_params, buffers), (*args, *rows))
 
         if batched:
-            return vmap(member)(params)
-        return torch.stack([member({n: p[k] for n, p in params.items()}) for k in range(self.size)])
+            return vmap(member)(params, *member_args)
+        return torch.stack([member({n: p[k] for n, p in params.items()}, *(a[k] for a in member_args))
+                            for k in range(self.size)])
 
     @torch.no_grad()
     def clip_grad_norms_(self, max_norm: float) -> Tensor:
@@ -151,6 +142,10 @@ class PackedLM(nn.Module):
                                     else value.clone()) for key, value in s.items()}
                           for i, s in first["state"].items()},
                 "param_groups": first["param_groups"]}
+
+
+def _forward(model: TransformerLM, rows: Tensor) -> Tensor:
+    return model(rows)
 
 
 class _Call(nn.Module):
