@@ -67,6 +67,11 @@ def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig
     return cfg
 
 
+def override_key(override: str) -> str:
+    """The config key a command-line override sets (`+seed=3` -> `seed`)."""
+    return override.lstrip("+").split("=", 1)[0]
+
+
 FIRST_MEMBER = "seed=${seeds.0}"  # a swept seeds=: each job's first member, resolved per job
 
 
@@ -126,7 +131,7 @@ PACK_SEEDS = "pack=seeds"
 
 def job_seed(job: list[str]) -> int:
     """A job's seed: read from its overrides when one sets it to an integer, else composed (the config's)."""
-    values = [o.split("=", 1)[1] for o in job if o.lstrip("+").split("=", 1)[0] == "seed"]
+    values = [o.split("=", 1)[1] for o in job if override_key(o) == "seed"]
     if values and values[-1].lstrip("-").isdigit():
         return int(values[-1])
     return int(validate_jobs([job])[0].seed)
@@ -141,7 +146,7 @@ def pack_seed_sweep(overrides: list[str]) -> list[str]:
     """
     rest = [o for o in overrides if o != PACK_SEEDS]
     seeds = list(dict.fromkeys(job_seed(job) for job in expand_sweep(rest)))
-    packed = [o for o in rest if o.lstrip("+").split("=", 1)[0] not in ("seed", "seeds")]
+    packed = [o for o in rest if override_key(o) not in ("seed", "seeds")]
     if "seed" in sweeper_params(packed):
         packed.append(f"hydra.sweeper.params.seed={seeds[0]}")
     return [*packed, f"seed={seeds[0]}", f"seeds=[{','.join(map(str, seeds))}]"]

@@ -27,6 +27,7 @@ from cli.compose import (
     PACK_SEEDS,
     expand_sweep,
     first_member_seed,
+    override_key,
     pack_seed_sweep,
     register_schema,
     split_argv,
@@ -69,7 +70,7 @@ def pack_overrides(overrides: list[str], multirun: bool) -> list[str]:
             raise ConfigError(f"{PACK_SEEDS} groups the seeds of a sweep: use it with -m or +sweep=..., "
                               "or train one pack with seeds=[...]")
         return pack_seed_sweep(overrides)
-    given = {o.lstrip("+").split("=", 1)[0]: o for o in overrides}
+    given = {override_key(o): o for o in overrides}
     first = first_member_seed(given["seeds"]) if "seeds" in given and "seed" not in given else None
     return [*overrides, first] if first else overrides
 
