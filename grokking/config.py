@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from grokking.ema import check_decays
 from grokking.errors import ConfigError
 
 TASK_NAMES = ("qf", "ti", "dyck")
@@ -28,7 +29,8 @@ class TaskConfig:
     dyck_min_len: int = 4  # Dyck minimum string length in tokens (END redrawn before this)
     steps: int = 300_000  # default optimizer steps (paper: 300k QF/TI, 400k Dyck)
     eval_every: int = 3_000  # default evaluation cadence in steps (3k QF/TI, 10k Dyck)
-    eval_gen_sample: int = 0  # evaluate OOD on a fresh random subset of this size each time (TI: 2000); 0 = all
+    eval_gen_sample: int = 0  # evaluate OOD on a random subset of this size (TI: 2000); 0 = all
+    eval_gen_fixed: bool = False  # the subset: false = a fresh one per evaluation and seed (TI code); true = one, drawn once
     dyck_eval_prefixes: int = 5_000  # Dyck: strings in file order until this many closing positions (0 = all)
     dyck_min_dep: int = 10  # Dyck: dependency-length threshold of the filtered (paper) metric
     probe_sample_size: int = 10_000  # tree-projection sample (paper: 10k train inputs; Dyck code: 500 strings)
@@ -101,6 +103,11 @@ class DiagnosticsConfig:
 
 
 @dataclass
+class EvalConfig:
+    ema: list[float] = field(default_factory=list)  # weight-average decays also scored at each evaluation (paper: none)
+
+
+@dataclass
 class LoggerConfig:
     name: str = "none"  # none | wandb
     project: str = "structural-grokking"  # wandb project
@@ -122,6 +129,7 @@ class GrokConfig:
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
     probes: ProbeConfig = field(default_factory=ProbeConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     depth: int = 6  # transformer layers (paper: 2, 4, 6, 8, 10)
@@ -199,6 +207,10 @@ def validate(cfg: Any) -> None:
     for name, p in (("model.dropout", cfg.model.dropout), ("model.attn_dropout", cfg.model.attn_dropout)):
         if not 0.0 <= p < 1.0:
             raise ConfigError(f"{name} must be in [0, 1), got {p}")
+    try:
+        check_decays(cfg.eval.ema)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if cfg.precision not in ("fp32", "bf16"):
         raise ConfigError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
     if cfg.resume not in ("auto", "force", "never"):

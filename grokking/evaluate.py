@@ -101,53 +101,145 @@ def member_slices(per_member: Sequence) -> list[slice]:
     return [slice(None)] if len(per_member) == 1 else [slice(k, k + 1) for k in range(len(per_member))]
 
 
+@dataclass(frozen=True)
+class ScoredRow:
+    """One teacher-forced row of an evaluation: its example, whether its tokens count in the mean loss, and the
+    positions whose next-token prediction is scored: (position in [SOS, *tokens], expected token, far), ranked
+    over the task's candidate tokens only (`far`: Dyck's long-dependency filter)."""
+
+    example: Example
+    in_loss: bool = True
+    positions: tuple[tuple[int, str, bool], ...] = ()
+
+
+@dataclass(frozen=True)
+class TeacherForced:
+    """Per-member sums of one teacher-forced pass: loss over `tokens`, and hits among the scored positions."""
+
+    loss_sum: list[float]
+    tokens: list[int]
+    hits: list[int]
+    positions: list[int]
+    far_hits: list[int]
+    far_positions: list[int]
+
+    @property
+    def mean_loss(self) -> list[float]:
+        return [s / max(n, 1) for s, n in zip(self.loss_sum, self.tokens, strict=True)]
+
+    @property
+    def accuracy(self) -> list[float]:
+        return [h / max(n, 1) for h, n in zip(self.hits, self.positions, strict=True)]
+
+    @property
+    def far_accuracy(self) -> list[float]:
+        return [h / n if n else float("nan") for h, n in zip(self.far_hits, self.far_positions, strict=True)]
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch ready for the forward pass: inputs/targets [K', B, T] (loss targets -100 where not counted), and
+    per row set (member_slices) the scored positions as tensors (row, position, expected id, far)."""
+
+    inputs: Tensor
+    targets: Tensor
+    scored: tuple[tuple[Tensor, Tensor, Tensor, Tensor] | None, ...]
+
+
+def prepare_batches(rows_per_member: Sequence[Sequence[ScoredRow]], vocab: Vocab, batch_size: int,
+                    device: torch.device) -> list[PreparedBatch]:
+    """Encode, sort by length (little padding; sums do not depend on the order), pad and move to the device, once:
+    the trainer keeps the result of a fixed split for the whole run. Members get the same number of rows (rows
+    that are neither in the loss nor scored fill a shorter list)."""
+    most = max(len(rows) for rows in rows_per_member)
+    if not most:
+        return []
+    filler = next(rows[0] for rows in rows_per_member if rows)
+    rows_per_member = [list(rows) + [ScoredRow(filler.example, in_loss=False)] * (most - len(rows))
+                       for rows in rows_per_member]
+    prepared = []
+    for batch in member_chunks(rows_per_member, batch_size, key=lambda row: len(row.example.tokens)):
+        ids = [[vocab.encode(row.example.tokens) for row in rows] for rows in batch]
+        inputs, _ = padded([[[vocab.sos, *row] for row in rows] for rows in ids], vocab.pad, device)
+        targets, _ = padded([[[*row, vocab.eos] if scored.in_loss else [-100] * (len(row) + 1)
+                              for row, scored in zip(rows, rows_scored, strict=True)]
+                             for rows, rows_scored in zip(ids, batch, strict=True)], -100, device)
+        scored = []
+        for rows in batch:
+            at = [(b, position, vocab.id(expected), far)
+                  for b, row in enumerate(rows) for position, expected, far in row.positions]
+            scored.append(tuple(torch.tensor(column, device=device) for column in zip(*at, strict=True))
+                          if at else None)
+        prepared.append(PreparedBatch(inputs, targets, tuple(scored)))
+    return prepared
+
+
 @torch.no_grad()
+def teacher_forced(members: Members, batches: Sequence[PreparedBatch], candidates: Tensor | None) -> TeacherForced:
+    """One forward pass per batch gives both the mean next-token loss and the accuracy at the scored positions
+    (argmax over `candidates`): a causal LM's logits at a position depend only on the tokens up to it, so the
+    logits of the full sentence hold those of every prefix."""
+    size = members.size
+    device = batches[0].inputs.device if batches else torch.device("cpu")
+    loss_sum = torch.zeros(size, dtype=torch.float64, device=device)
+    sums = {name: torch.zeros(size, dtype=torch.long, device=device)
+            for name in ("tokens", "hits", "positions", "far_hits", "far_positions")}
+    for batch in batches:
+        logits = members.logits(batch.inputs).float()
+        targets = batch.targets.expand(size, -1, -1)
+        losses = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), ignore_index=-100, reduction="none")
+        loss_sum += losses.view(size, -1).sum(1)
+        sums["tokens"] += (targets != -100).flatten(1).sum(1)
+        for which, scored in zip(member_slices(batch.scored), batch.scored, strict=True):
+            if scored is None:
+                continue
+            row, position, expected, far = scored
+            predicted = candidates[logits[which][:, row, position][..., candidates].argmax(dim=-1)]  # [K or 1, P]
+            right = predicted == expected
+            sums["hits"][which] += right.sum(dim=1)
+            sums["far_hits"][which] += (right & far).sum(dim=1)
+            sums["positions"][which] += len(row)
+            sums["far_positions"][which] += far.sum()
+    return TeacherForced(loss_sum.tolist(), **{name: total.tolist() for name, total in sums.items()})
+
+
+def qf_rows(examples: Sequence[Example]) -> list[ScoredRow]:
+    """QF: every line in the loss; the main auxiliary scored on question lines, right after `quest`."""
+    return [ScoredRow(e, positions=((e.n_input, e.tokens[e.n_input], False),) if e.tokens[e.n_input - 1] == "quest"
+                      else ()) for e in examples]
+
+
+def dyck_rows(examples: Sequence[Example], limit: int, min_dep: int) -> list[ScoredRow]:
+    """Dyck: every string in the loss; closing brackets scored in the strings that `dyck_positions` takes."""
+    taken = dyck_positions(examples, limit)
+    return [ScoredRow(e, positions=tuple((index, e.tokens[index], distance >= min_dep) for index, distance in closing))
+            for e, closing in taken] + [ScoredRow(e) for e in examples[len(taken):]]
+
+
+def candidate_ids(task: str, vocab: Vocab, device: torch.device) -> Tensor | None:
+    """The tokens a task's accuracy ranks: QF's four auxiliaries, Dyck's closing brackets (TI decodes)."""
+    if task == "qf":
+        return torch.tensor([vocab.id(a) for a in AUXILIARIES], device=device)
+    if task == "dyck":
+        return torch.tensor([vocab.id(t) for t in vocab.tokens if t.endswith(")")], device=device)
+    return None
+
+
 def mean_loss(members: Members, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
               device: torch.device) -> list[float]:
-    total = torch.zeros(members.size, dtype=torch.float64, device=device)
-    count = torch.zeros(members.size, dtype=torch.float64, device=device)
-    for batch in member_chunks(per_member, batch_size, key=lambda e: len(e.tokens)):
-        inputs, targets = member_lm_batch(batch, vocab, device)
-        logits = members.logits(inputs).float()
-        targets = targets.expand(members.size, -1, -1)
-        losses = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), ignore_index=-100, reduction="none")
-        total += losses.view(members.size, -1).sum(1)
-        count += (targets != -100).flatten(1).sum(1)
-    return (total / count.clamp(min=1)).tolist()
-
-
-@torch.no_grad()
-def last_position_logits(members: Members, prefixes: Sequence[Sequence[Sequence[int]]], vocab: Vocab,
-                         device: torch.device) -> Tensor:
-    """[K, B, V] logits after each prefix (prefixes: [K'][B] token ids, without SOS)."""
-    inputs, lengths = padded([[[vocab.sos, *p] for p in rows] for rows in prefixes], vocab.pad, device)
-    logits = members.logits(inputs)
-    member = torch.arange(members.size, device=device)[:, None]
-    row = torch.arange(inputs.shape[1], device=device)[None, :]
-    return logits[member, row, lengths - 1].float()
+    """Mean teacher-forced next-token loss of each member on its rows."""
+    rows = [[ScoredRow(e) for e in examples] for examples in per_member]
+    return teacher_forced(members, prepare_batches(rows, vocab, batch_size, device), None).mean_loss
 
 
 def qf_accuracy(members: Members, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
                 device: torch.device) -> list[float]:
     """Main-auxiliary accuracy: argmax over {do, does, don't, doesn't} right after `quest`."""
-    questions = [[e for e in examples if e.tokens[e.n_input - 1] == "quest"] for examples in per_member]
-    counts = [len(rows) for rows in questions]  # may differ between members' own subsets
-    filler = next((rows[0] for rows in questions if rows), None)
-    if filler is None:
+    rows = [[ScoredRow(row.example, False, row.positions) for row in qf_rows(examples)] for examples in per_member]
+    if not any(row.positions for member_rows in rows for row in member_rows):
         return [0.0] * members.size
-    questions = [rows + [filler] * (max(counts) - len(rows)) for rows in questions]  # scored, never counted
-    aux_ids = torch.tensor([vocab.id(a) for a in AUXILIARIES], device=device)
-    correct = torch.zeros(members.size, dtype=torch.long, device=device)
-    for start, batch in zip(range(0, max(counts), batch_size), member_chunks(questions, batch_size), strict=True):
-        logits = last_position_logits(members, [[vocab.encode(e.tokens[: e.n_input]) for e in rows]
-                                                for rows in batch], vocab, device)
-        predicted = aux_ids[logits[..., aux_ids].argmax(dim=-1)]  # [K, B]
-        expected = torch.tensor([[vocab.id(e.tokens[e.n_input]) for e in rows] for rows in batch], device=device)
-        counted = torch.tensor([[start + i < n for i in range(len(rows))] for n, rows in zip(counts, batch,
-                                                                                            strict=True)],
-                               device=device)
-        correct += (predicted == expected).logical_and(counted).sum(dim=1)
-    return [c / max(n, 1) for c, n in zip(correct.tolist(), counts * (members.size // len(counts)), strict=True)]
+    return teacher_forced(members, prepare_batches(rows, vocab, batch_size, device),
+                          candidate_ids("qf", vocab, device)).accuracy
 
 
 @torch.no_grad()
@@ -231,39 +323,26 @@ def dyck_positions(examples: Sequence[Example], limit: int) -> list[tuple[Exampl
     return taken
 
 
-@torch.no_grad()
 def dyck_accuracy(members: Members, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
                   device: torch.device, limit: int, min_dep: int) -> list[tuple[float, float]]:
     """Per member: (unfiltered accuracy, accuracy on positions whose opening bracket is >= min_dep tokens back)."""
-    closer_ids = torch.tensor([vocab.id(t) for t in vocab.tokens if t.endswith(")")], device=device)
-    hits, far_hits, count, far_count = (torch.zeros(members.size, dtype=torch.long, device=device) for _ in range(4))
-    taken = [dyck_positions(examples, limit) for examples in per_member]  # as many strings as reach the limit
-    most = max(len(items) for items in taken)
-    taken = [items + [(items[0][0], [])] * (most - len(items)) for items in taken]  # fillers: no positions scored
-    for batch in member_chunks(taken, batch_size, key=lambda item: len(item[0].tokens)):
-        inputs, _ = member_lm_batch([[e for e, _ in rows] for rows in batch], vocab, device)
-        logits = members.logits(inputs)
-        for which, rows in zip(member_slices(batch), batch, strict=True):
-            at = [(b, index, vocab.id(e.tokens[index]), distance >= min_dep)
-                  for b, (e, closing) in enumerate(rows) for index, distance in closing]
-            if not at:
-                continue
-            b, index, expected, far = (torch.tensor(column, device=device) for column in zip(*at, strict=True))
-            predicted = closer_ids[logits[which][:, b, index][..., closer_ids].argmax(dim=-1)]  # [K or 1, P]
-            right = predicted == expected
-            hits[which] += right.sum(dim=1)
-            far_hits[which] += (right & far).sum(dim=1)
-            count[which] += len(at)
-            far_count[which] += int(far.sum())
-    return [(h / max(c, 1), fh / fc if fc else float("nan"))
-            for h, fh, c, fc in zip(hits.tolist(), far_hits.tolist(), count.tolist(), far_count.tolist(), strict=True)]
+    rows = [[ScoredRow(row.example, False, row.positions) for row in dyck_rows(examples, limit, min_dep)
+             if row.positions] for examples in per_member]
+    scores = teacher_forced(members, prepare_batches(rows, vocab, batch_size, device),
+                            candidate_ids("dyck", vocab, device))
+    return list(zip(scores.accuracy, scores.far_accuracy, strict=True))
 
 
-def gen_subsets(examples: Sequence[Example], size: int, seeds: Sequence[int], step: int) -> list[Sequence[Example]]:
-    """The OOD examples each member scores: all of them (one shared set), or a fresh random subset per member and
-    evaluation, seeded by (seed, step) as its single run draws it."""
+def gen_subsets(examples: Sequence[Example], size: int, seeds: Sequence[int], step: int,
+                fixed: bool = False) -> list[Sequence[Example]]:
+    """The OOD examples each member scores: all of them (one shared set); one subset drawn once, the same for every
+    member, run and evaluation (`fixed`); or a fresh random subset per member and evaluation, seeded by
+    (seed, step) as its single run draws it (the original TI code's)."""
     if not size or size >= len(examples):
         return [examples]
+    if fixed:
+        chosen = np.random.default_rng([size, 7]).choice(len(examples), size=size, replace=False)
+        return [[examples[i] for i in sorted(chosen)]]
     subsets = []
     for seed in seeds:
         chosen = np.random.default_rng([seed, step, 7]).choice(len(examples), size=size, replace=False)
@@ -271,25 +350,58 @@ def gen_subsets(examples: Sequence[Example], size: int, seeds: Sequence[int], st
     return subsets
 
 
+class Evaluator:
+    """All accuracy and loss metrics of the in-domain (`val/`) and OOD (`gen/`) splits, one dict per member.
+
+    QF and Dyck take loss and accuracy from one teacher-forced pass; TI adds greedy decoding. Splits every member
+    shares every time (val; gen unless it is redrawn per evaluation) are encoded, padded and moved to the device
+    once, at the first evaluation, and kept for the run."""
+
+    def __init__(self, data: TaskData, task_cfg, batch_size: int, device: torch.device):
+        self.data, self.task_cfg, self.batch_size, self.device = data, task_cfg, batch_size, device
+        self.candidates = candidate_ids(data.name, data.vocab, device)
+        self.prepared: dict[str, list[PreparedBatch]] = {}
+
+    def rows(self, examples: Sequence[Example]) -> list[ScoredRow]:
+        if self.data.name == "qf":
+            return qf_rows(examples)
+        if self.data.name == "dyck":
+            return dyck_rows(examples, self.task_cfg.dyck_eval_prefixes, self.task_cfg.dyck_min_dep)
+        return [ScoredRow(e) for e in examples]
+
+    def batches(self, name: str, per_member: Sequence[Sequence[Example]]) -> list[PreparedBatch]:
+        shared = len(per_member) == 1
+        if shared and name in self.prepared:
+            return self.prepared[name]
+        batches = prepare_batches([self.rows(examples) for examples in per_member], self.data.vocab, self.batch_size,
+                                  self.device)
+        if shared:
+            self.prepared[name] = batches
+        return batches
+
+    def splits(self, seeds: Sequence[int], step: int) -> dict[str, list[Sequence[Example]]]:
+        return {"val": [self.data.val],
+                "gen": gen_subsets(self.data.gen, self.task_cfg.eval_gen_sample, seeds, step,
+                                   fixed=self.task_cfg.eval_gen_fixed)}
+
+    def __call__(self, members: Members, seeds: Sequence[int], step: int, suffix: str = "") -> list[dict[str, float]]:
+        """The metrics of `members` (in eval mode: the caller's job) at `step`, keys ending in `suffix`."""
+        metrics: list[dict[str, float]] = [{} for _ in range(members.size)]
+        for name, examples in self.splits(seeds, step).items():
+            scores = teacher_forced(members, self.batches(name, examples), self.candidates)
+            if self.data.name == "ti":
+                accuracies = ti_accuracy(members, examples, self.data.vocab, self.batch_size, self.device)
+            else:
+                accuracies = scores.accuracy
+            for k in range(members.size):
+                metrics[k][f"{name}/loss{suffix}"] = scores.mean_loss[k]
+                if self.data.name == "dyck":
+                    metrics[k][f"{name}/acc_mindep{suffix}"] = scores.far_accuracy[k]
+                metrics[k][f"{name}/acc{suffix}"] = accuracies[k]
+        return metrics
+
+
 def evaluate(members: Members, data: TaskData, task_cfg, batch_size: int, device: torch.device,
              seeds: Sequence[int], step: int) -> list[dict[str, float]]:
-    """All accuracy and loss metrics for the in-domain (`val/`) and OOD (`gen/`) splits, one dict per member
-    (the models in eval mode: the caller's job)."""
-    splits = {"val": [data.val], "gen": gen_subsets(data.gen, task_cfg.eval_gen_sample, seeds, step)}
-    metrics: list[dict[str, float]] = [{} for _ in range(members.size)]
-    for name, examples in splits.items():
-        for k, loss in enumerate(mean_loss(members, examples, data.vocab, batch_size, device)):
-            metrics[k][f"{name}/loss"] = loss
-        if data.name == "qf":
-            accuracies = qf_accuracy(members, examples, data.vocab, batch_size, device)
-        elif data.name == "ti":
-            accuracies = ti_accuracy(members, examples, data.vocab, batch_size, device)
-        else:
-            pairs = dyck_accuracy(members, examples, data.vocab, batch_size, device, task_cfg.dyck_eval_prefixes,
-                                  task_cfg.dyck_min_dep)
-            accuracies = [acc for acc, _ in pairs]
-            for k, (_, far) in enumerate(pairs):
-                metrics[k][f"{name}/acc_mindep"] = far
-        for k, accuracy in enumerate(accuracies):
-            metrics[k][f"{name}/acc"] = accuracy
-    return metrics
+    """One evaluation of `members` (see Evaluator; the trainer keeps one Evaluator for the whole run)."""
+    return Evaluator(data, task_cfg, batch_size, device)(members, seeds, step)

@@ -32,9 +32,9 @@ RUN_FILES = ("ckpt", "metrics.jsonl", "train_log.jsonl", "status.json", "meta.js
              "probe_sample.json", "probes.jsonl", "diagnostics")
 # Config keys that may change between segments of one run without changing what is trained.
 NOT_HASHED = ("logger", "paths", "run_dir", "device", "force", "resume", "tag", "export", "probes", "diagnostics",
-              "seeds")  # a pack member trains what its seed's single run trains
+              "eval", "seeds")  # a pack member trains what its seed's single run trains
 NOT_HASHED_TRAIN = ("steps", "eval_every", "log_every", "probe_every", "save_every", "snapshot_every", "eval_batch_size")
-NOT_HASHED_TASK = ("steps", "eval_every", "eval_gen_sample", "dyck_eval_prefixes", "dyck_min_dep")
+NOT_HASHED_TASK = ("steps", "eval_every", "eval_gen_sample", "eval_gen_fixed", "dyck_eval_prefixes", "dyck_min_dep")
 
 
 def now() -> str:

@@ -30,7 +30,8 @@ from grokking.checkpoint import load_resume_state, save_latest, save_snapshot, s
 from grokking.config import member_configs, validate
 from grokking.console import startup_block, summary
 from grokking.errors import ConfigError, DataError, GrokError, RunDirError, TrainingFailed, WriteError
-from grokking.evaluate import Members, evaluate
+from grokking.ema import WeightAverages, ema_suffix
+from grokking.evaluate import Evaluator, Members
 from grokking.loggers import MetricsLogger, stable_run_id
 from grokking.model import build_model, lm_loss
 from grokking.rundir import RunDir, changed_training_keys, config_hash
@@ -325,6 +326,10 @@ class SingleStep:
     def model_of(self, k: int):
         return self.model
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The trained tensors by parameter name (what weight averages follow)."""
+        return dict(self.model.named_parameters())
+
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[Members]:
         """The model in eval mode, as a pack of one for grokking.evaluate."""
@@ -379,6 +384,10 @@ class PackStep:
 
     def model_of(self, k: int):
         return self.pack.member_model(k, self.scratch)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The trained tensors by parameter name, stacked [K, ...] (what weight averages follow)."""
+        return self.pack.params()
 
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[Members]:
@@ -437,6 +446,9 @@ class Trainer:
             member.prepare(self.data, encoded, self.device)
         self.engine = (PackStep(models, cfg, self.device, self.data.vocab.pad) if self.packed
                        else SingleStep(models[0], cfg, self.device, self.data.vocab.pad))
+        self.evaluator = Evaluator(self.data, cfg.task, cfg.train.eval_batch_size, self.device)
+        self.averages = (WeightAverages(self.engine.weights(), cfg.eval.ema, len(models) if self.packed else None)
+                         if cfg.eval.ema else None)  # from the initial weights; restore() loads saved ones
 
     # -- state -----------------------------------------------------------------------------------------
     def restore(self) -> None:
@@ -482,6 +494,9 @@ class Trainer:
             restore_rng(found[0][0]["rng"], self.device)
         else:  # weights-only checkpoints: fresh optimizer state
             self.engine.load(models, [self.engine.optimizer_state(k) for k in range(len(models))])
+        if self.averages is not None:
+            for k, (member, (state, source)) in enumerate(zip(self.members, found, strict=True)):
+                self.averages.load_member(k, state.get("ema"), f"{member.run_dir.ckpt / source}")
         self.step = self.members[0].saved_step
 
     def save(self, k: int) -> None:
@@ -490,6 +505,8 @@ class Trainer:
                  "step": self.step, "epoch": member.batches.epoch_of(self.step), "rng": rng_state(self.device),
                  "run_id": member.run_id, "config_hash": member.hash, "elapsed_s": self.elapsed(member),
                  "window_sums": [w.tolist() for w in member.window_sums]}
+        if self.averages is not None:
+            state["ema"] = self.averages.member_state(k)
         save_latest(state, member.run_dir.ckpt)
         member.saved_step = self.step
 
@@ -576,6 +593,8 @@ class Trainer:
                 lr = learning_rate(self.step, cfg.optim)
                 stats = self.engine([m.batches.batch(self.step) for m in self.members], lr, clip, autocast,
                                     self.device)
+                if self.averages is not None:
+                    self.averages.update()
                 self.step += 1
                 for member, member_stats in zip(self.members, stats, strict=True):
                     member.add(member_stats)
@@ -652,25 +671,32 @@ class Trainer:
         log.error("grok: seed %d failed: %s; the other members go on", member.seed, reason, extra={"seed": member.seed})
         member.close("failed", reason)
         self.engine.drop(k)
+        if self.averages is not None:
+            self.averages.drop(k, self.engine.weights())
         del self.members[k]
 
     def evaluate_all(self, train_stats: dict[int, dict[str, float]]) -> dict[str, Any]:
         """Evaluate every member at the current step (together: grokking.evaluate batches over members), probe
         each on the probe cadence, log each record; return the first member's."""
         tcfg = self.cfg.train
+        seeds = [m.seed for m in self.members]
         with self.engine.evaluating() as members:
-            metrics = evaluate(members, self.data, self.cfg.task, tcfg.eval_batch_size, self.device,
-                               [m.seed for m in self.members], self.step)
+            metrics = self.evaluator(members, seeds, self.step)
             if self.members[0].prober is not None and self.step % tcfg.probe_every == 0:
                 for record, probes in zip(metrics, self.probe_all(members), strict=True):
                     record.update(probes)
+        for decay in self.averages.decays if self.averages is not None else ():
+            with self.averages.swapped_in(decay), self.engine.evaluating() as members:
+                for record, averaged in zip(metrics, self.evaluator(members, seeds, self.step, ema_suffix(decay)),
+                                            strict=True):
+                    record.update(averaged)
         records = []
         for k, member in enumerate(self.members):
             record = {"step": self.step, "epoch": member.batches.epoch_of(self.step),
                       "elapsed_s": round(self.elapsed(member), 2), **train_stats.get(member.seed, {}), **metrics[k]}
             member.logger.log_eval(record)
             log.info("step %d: " + " ".join(f"{key}={v:.4f}" for key, v in record.items()
-                                            if key.endswith("acc") and v is not None)
+                                            if (key.endswith("acc") or "/acc_ema" in key) and v is not None)
                      + (f" (seed {member.seed})" if self.packed else ""), self.step, extra={"seed": member.seed})
             records.append(record)
         return records[0]

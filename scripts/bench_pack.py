@@ -93,7 +93,7 @@ def compare_eval(cfg, k: int, data, args, device) -> tuple[float, float]:
     pack = PackStep(pack_models, cfg, device, data.vocab.pad) if k > 1 else SingleStep(pack_models[0], cfg, device,
                                                                                         data.vocab.pad)
     singles = [SingleStep(model, cfg, device, data.vocab.pad) for model in single_models]
-    task = SimpleNamespace(eval_gen_sample=0)
+    task = SimpleNamespace(eval_gen_sample=0, eval_gen_fixed=False)
 
     def evaluate_pack(_: int) -> None:
         with pack.evaluating() as members:
