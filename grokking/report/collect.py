@@ -26,6 +26,7 @@ from grokking.report.configs import label_variants, training_of
 from grokking.runfiles import as_int, number, read_metrics
 
 METRICS_FILE = "metrics.jsonl"
+ACCURACY_KEYS = ("val/acc", "gen/acc")
 RUN_MARKERS = (METRICS_FILE, "status.json", "config.yaml")
 LEADING_COLUMNS = ("task", "depth", "seed", "step", "tag", "status", "run")
 PREFERRED_KEY_ORDER = ("elapsed_s", "epoch", "train/loss", "train/lr", "train/grad_norm", "val/acc", "gen/acc",
@@ -90,19 +91,21 @@ def find_run_dirs(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))])
 
 
-def collect_runs(root: str | Path) -> list[Run]:
+def collect_runs(root: str | Path, accuracy_keys: tuple[str, str] = ACCURACY_KEYS) -> list[Run]:
+    """Every run directory under `root`, read; `accuracy_keys` are the (in-domain, OOD) keys whose gaps become
+    problems."""
     root = Path(root)
     if not root.is_dir():
         raise ReportError(f"no such directory: {root}")
     dirs = find_run_dirs(root)
     if not dirs:
         raise ReportError(f"no run directories (holding {' or '.join(RUN_MARKERS)}) under {root}")
-    runs = [read_run(d, root) for d in dirs]
+    runs = [read_run(d, root, accuracy_keys) for d in dirs]
     label_variants(runs)
     return runs
 
 
-def read_run(path: Path, root: Path) -> Run:
+def read_run(path: Path, root: Path, accuracy_keys: tuple[str, str]) -> Run:
     run = Run(path=path, name=str(path.relative_to(root)))
     _identify_from_config(run)
     _identify_from_path(run)
@@ -114,17 +117,18 @@ def read_run(path: Path, root: Path) -> Run:
         run.problems.extend(problems)
     except OSError as exc:
         run.problems.append(f"unreadable {METRICS_FILE}: {exc.strerror}")
-    run.problems.extend(missing_accuracy_problems(run.records))
+    run.problems.extend(missing_accuracy_problems(run.records, accuracy_keys))
     return run
 
 
-def missing_accuracy_problems(records: list[dict[str, Any]]) -> list[str]:
-    """Evaluations (records with any val/ or gen/ key) that lack val/acc or gen/acc, or hold null (NaN) there."""
+def missing_accuracy_problems(records: list[dict[str, Any]], accuracy_keys: tuple[str, str]) -> list[str]:
+    """Evaluations (records with any val/ or gen/ key) that lack an accuracy key (val/acc, gen/acc), or hold
+    null (NaN) there."""
     evaluations = [r for r in records if any(k.startswith(("val/", "gen/")) for k in r)]
     if not evaluations:
         return ["no evaluations logged yet"]
     problems = []
-    for key in ("val/acc", "gen/acc"):
+    for key in accuracy_keys:
         missing = sum(not math.isfinite(number(r.get(key))) for r in evaluations)
         if missing:
             problems.append(f"{key} missing or NaN at {missing} of {len(evaluations)} evaluations")

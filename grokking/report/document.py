@@ -1,4 +1,5 @@
-"""A tiny document model (headings, paragraphs, lists, tables, images) written as Markdown and as HTML."""
+"""A tiny document model (headings, paragraphs, lists, tables, images) written as Markdown, as HTML and as
+plain text for the terminal."""
 
 from __future__ import annotations
 
@@ -58,6 +59,28 @@ def to_markdown(blocks: list[Block]) -> str:
             case Image(path, caption):
                 out.append(f"![{caption}]({path})\n\n*{caption}*")
     return "\n\n".join(out) + "\n"
+
+
+def to_text(blocks: list[Block]) -> str:
+    """Plain text for a terminal: tables as left-aligned columns, images as their caption and path."""
+    out: list[str] = []
+    for block in blocks:
+        match block:
+            case Heading(text=text) | Paragraph(text=text):
+                out.append(text)
+            case Bullets(items):
+                out.append("\n".join(f"- {item}" for item in items))
+            case Table(header, rows):
+                lines = [header, *rows]
+                widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+                out.append("\n".join(_text_row(line, widths) for line in lines))
+            case Image(path, caption):
+                out.append(f"{caption}: {path}")
+    return "\n\n".join(out) + "\n"
+
+
+def _text_row(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
 
 
 STYLE = ("body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;line-height:1.4}"

@@ -24,7 +24,15 @@ from matplotlib.lines import Line2D
 
 from grokking.report.collect import Run, split_task_tag
 from grokking.report.published import RIGHT_BRANCHING, SUCCESS_FRACTION
-from grokking.report.summary import ACCURACY, Curve, MeanCurve, curve, mean_curve, mean_curve_gap
+from grokking.report.summary import (
+    ACCURACY,
+    AccuracyPair,
+    Curve,
+    MeanCurve,
+    curve,
+    mean_curve,
+    mean_curve_gap,
+)
 
 DPI = 100
 PANEL_INCHES = (4.2, 3.3)
@@ -123,21 +131,21 @@ def _no_data(ax: Axes, what: str) -> None:
 
 
 def plot_grokking_curves(experiment: str, groups: dict[int, list[Run]], colors: dict[int, str],
-                         threshold: float, path: Path) -> None:
-    """One panel per depth: seed-mean in-domain (solid) and OOD (dashed) accuracy, ±1 sd bands, and the gap Δ
-    of the mean curves at early stopping (best mean in-domain accuracy, ●) and at the last step (■), marked by a
-    vertical bar and given in the panel's title."""
+                         threshold: float, path: Path, pair: AccuracyPair = ACCURACY) -> None:
+    """One panel per depth: seed-mean in-domain (solid) and OOD (dashed) accuracy (`pair`'s keys), ±1 sd
+    bands, and the gap Δ of the mean curves at early stopping (best mean in-domain accuracy, ●) and at the
+    last step (■), marked by a vertical bar and given in the panel's title."""
     fig, axes = _panels(len(groups), f"{experiment}: in-domain vs OOD accuracy (mean ± sd over seeds)")
     plotted = False
     for ax, (depth, runs) in zip(axes, groups.items(), strict=True):
-        val = mean_curve([curve(r.records, ACCURACY.val) for r in runs])
-        gen = mean_curve([curve(r.records, ACCURACY.gen) for r in runs])
+        val = mean_curve([curve(r.records, pair.val) for r in runs])
+        gen = mean_curve([curve(r.records, pair.gen) for r in runs])
         unfinished = sum(r.state != "done" for r in runs)
         title = (f"{depth} layers, {len(runs)} seed{'s' if len(runs) != 1 else ''}"
                  + (f" ({unfinished} unfinished)" if unfinished else ""))
         if not len(val.steps) and not len(gen.steps):
             ax.set_title(title)
-            _no_data(ax, "val/acc and gen/acc")
+            _no_data(ax, f"{pair.val} and {pair.gen}")
             continue
         plotted = True
         _band(ax, val, colors[depth], 100, linestyle="-")
@@ -154,17 +162,17 @@ def plot_grokking_curves(experiment: str, groups: dict[int, list[Run]], colors: 
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-3, 103)
     if plotted:
-        _legend(fig, curve_legend(threshold))
+        _legend(fig, curve_legend(threshold, pair))
     _save(fig, path)
 
 
-def curve_legend(threshold: float) -> list[Line2D]:
+def curve_legend(threshold: float, pair: AccuracyPair) -> list[Line2D]:
     """Legend entries of the accuracy figure, drawn in black (every depth has its own colour)."""
-    return [Line2D([], [], color="black", label="in-domain (val/acc)"),
-            Line2D([], [], color="black", linestyle="--", label="OOD (gen/acc)"),
+    return [Line2D([], [], color="black", label=f"in-domain ({pair.val})"),
+            Line2D([], [], color="black", linestyle="--", label=f"OOD ({pair.gen})"),
             Line2D([], [], color="gray", linewidth=0.8, linestyle=":", label=f"{threshold:.0%} OOD accuracy"),
             Line2D([], [], color="black", marker=ES_MARKER, markersize=5, linewidth=1,
-                   label="Δ at early stop (best val/acc)"),
+                   label=f"Δ at early stop (best {pair.val})"),
             Line2D([], [], color="black", marker=END_MARKER, markersize=5, linewidth=1, label="Δ at the last step")]
 
 

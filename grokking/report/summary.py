@@ -6,7 +6,11 @@ Definitions (accuracies are fractions in [0, 1]; `threshold` is 0.8 unless the u
 - Δ (gap): in-domain minus OOD accuracy (`val/acc − gen/acc`), at early stopping and at the last such evaluation;
 - grokking step: the first evaluation from which `gen/acc >= threshold` at it and at every later evaluation
   (None if the last one is below threshold). For an unfinished run this is provisional;
-- success "final": the last logged `gen/acc > threshold`; success "ever": the largest `gen/acc > threshold`.
+- success "final": the last logged `gen/acc > threshold`; success "ever": the largest `gen/acc > threshold`;
+- success after saturation, the paper's Fig 3a criterion: grokking.report.success.
+
+`--weights ema<decay>` reads every accuracy from the keys of the weight-averaged evaluation instead
+(`val/acc_ema0.999`, `gen/acc_ema0.999`): `accuracy_pairs`.
 """
 
 from __future__ import annotations
@@ -19,22 +23,50 @@ from dataclasses import dataclass
 import numpy as np
 
 from grokking.config import TASK_NAMES
-from grokking.report.collect import Run
+from grokking.report.collect import ReportError, Run
+from grokking.report.success import SuccessAfterSaturation, success_after_saturation
 from grokking.runfiles import Curve, curve, first_argmax, grokking_step
+
+RAW_WEIGHTS = "raw"
 
 
 @dataclass(frozen=True)
 class AccuracyPair:
-    """An in-domain / OOD metric pair; Dyck logs a second, filtered pair (docs/metrics.md, docs/paper-vs-code.md #9)."""
+    """An in-domain / OOD metric pair; Dyck logs a second, filtered pair (docs/metrics.md,
+    docs/paper-vs-code.md #9). The primary pair is every task's main accuracy: always reported, and the one
+    the paper's numbers measure."""
 
     label: str
     val: str
     gen: str
+    primary: bool = False
 
 
-ACCURACY = AccuracyPair("", "val/acc", "gen/acc")
+ACCURACY = AccuracyPair("", "val/acc", "gen/acc", primary=True)
 DYCK_MIN_DEP = AccuracyPair(" (deps ≥10 tokens)", "val/acc_mindep", "gen/acc_mindep")
 ACCURACY_PAIRS = (ACCURACY, DYCK_MIN_DEP)
+
+
+def weights_suffix(weights: str) -> str:
+    """The key suffix of an evaluation's weights: `raw` (the trained weights) -> "", `ema0.999` (their
+    exponential moving average with decay 0.999, logged as `<split>/<metric>_ema0.999`) -> "_ema0.999", the
+    decay written as the trainer writes it (`grokking.ema.ema_suffix`, so `ema0.9990` reads `_ema0.999`)."""
+    if weights == RAW_WEIGHTS:
+        return ""
+    try:
+        decay = float(weights.removeprefix("ema")) if weights.startswith("ema") else math.nan
+    except ValueError:
+        decay = math.nan
+    if not 0.0 < decay < 1.0:
+        raise ReportError(f"--weights must be {RAW_WEIGHTS} or ema<decay> with a decay in (0, 1), e.g. "
+                          f"ema0.999; got {weights!r}")
+    return f"_ema{decay:g}"
+
+
+def accuracy_pairs(weights: str) -> tuple[AccuracyPair, ...]:
+    """`ACCURACY_PAIRS` read from the keys of the evaluation of `weights` (`weights_suffix`)."""
+    suffix = weights_suffix(weights)
+    return tuple(AccuracyPair(p.label, p.val + suffix, p.gen + suffix, p.primary) for p in ACCURACY_PAIRS)
 
 
 @dataclass(frozen=True)
@@ -65,6 +97,7 @@ class RunSummary:
     final_gen: float  # last logged OOD accuracy (NaN if none)
     max_gen: float
     grok_step: int | None
+    after_saturation: SuccessAfterSaturation
 
     def success(self, threshold: float) -> tuple[bool | None, bool | None]:
         """(final, ever) success; None when the run logged no OOD accuracy."""
@@ -106,6 +139,7 @@ def summarise_run(run: Run, pair: AccuracyPair, threshold: float) -> RunSummary:
         final_gen=float(gen.values[-1]) if len(gen) else math.nan,
         max_gen=float(gen.values.max()) if len(gen) else math.nan,
         grok_step=grokking_step(gen.steps, gen.values, threshold),
+        after_saturation=success_after_saturation(val, gen, threshold),
     )
 
 
