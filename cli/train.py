@@ -90,6 +90,11 @@ def run(argv: list[str]) -> int:
 
 def launch(flags: list[str], overrides: list[str], multirun: bool, signals: TrainingSignals | None) -> int:
     configs = []
+    shown = [f for f in flags if f in ("--cfg", "-c", "--info", "-i")]
+    if multirun and shown:
+        with reported_errors():
+            raise ConfigError(f"{shown[0]} shows one job's config: drop -m/+sweep= and give that job's overrides "
+                              "(grok sweep emit NAME lists them)")
     if not any(f in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for f in flags):
         with reported_errors():
             overrides = pack_overrides(overrides, multirun)
