@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import re
 import sys
 from collections.abc import Iterator
 
@@ -23,8 +24,35 @@ class OneLineParser(argparse.ArgumentParser):
         fail(f"{message} ({self.prog} --help for usage)")
 
 
+LEXER_ERROR = "LexerNoViableAltException: "
+UNRECOGNISED = re.compile(r"token recognition error at: '(.+)'", re.DOTALL)
+
+
+def unquoted_override(exc: BaseException) -> str | None:
+    """Hydra's override grammar rejects characters outside its unquoted alphabet (non-ASCII letters, `;`, ...)
+    with `LexerNoViableAltException: <override>`: name the override and the character, and show the quoting that
+    works (`'tag="_éü日本"'`); None for any other exception."""
+    for link in (exc, exc.__cause__):
+        first = str(link).strip().splitlines()[0] if link is not None and str(link).strip() else ""
+        if first.startswith(LEXER_ERROR):
+            break
+    else:
+        return None
+    override = first.removeprefix(LEXER_ERROR).strip()
+    key, _, value = override.partition("=")
+    found = UNRECOGNISED.search(str(link.__context__ or ""))
+    char = found.group(1) if found else next((c for c in value if not c.isascii()), "")
+    kind = "non-ASCII values" if any(not c.isascii() for c in value) else "values with such characters"
+    where = f" at {char!r}" if char else ""
+    return (f"cannot parse the override {override}{where}: {kind} need quotes, e.g. "
+            f"'{key}=\"{value}\"' (Hydra's override grammar)")
+
+
 def one_line(exc: BaseException) -> str:
     """The most specific line of an exception chain (Hydra/OmegaConf nest the useful part in __cause__)."""
+    unquoted = unquoted_override(exc)
+    if unquoted is not None:
+        return unquoted
     deepest = exc
     while deepest.__cause__ is not None:
         deepest = deepest.__cause__

@@ -99,10 +99,15 @@ def launch(flags: list[str], overrides: list[str], multirun: bool, signals: Trai
         with reported_errors():
             overrides = pack_overrides(overrides, multirun)
             configs = validate_jobs(expand_sweep(overrides) if multirun else [overrides])
+            from grokking.preflight import needs_training, preflight
             from grokking.train import pick_device  # torch: only once the config is known to be good
 
             for device in {c.device for c in configs}:
                 pick_device(device)  # device=cuda without CUDA: one line, and no run directory
+            if not multirun:  # its data and memory, before the run directory exists (a sweep's jobs: in train())
+                members = member_configs(configs[0])
+                if any(needs_training(m) for m in members):
+                    preflight(configs[0], pick_device(configs[0].device), len(members))
             if signals is not None:
                 signals.check_start_up()  # nothing created yet
             if not multirun:

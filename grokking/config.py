@@ -16,6 +16,7 @@ from grokking.ema import check_decays
 from grokking.errors import ConfigError
 
 TASK_NAMES = ("qf", "ti", "dyck")
+MAX_STEPS = 10**9  # optimizer steps: the paper trains 300k-400k; beyond this a value is a typo, not a plan
 
 
 @dataclass
@@ -138,7 +139,7 @@ class GrokConfig:
     tag: str = ""  # optional suffix for the run directory
     run_dir: str = "${paths.runs}/${task.name}${tag}/depth=${depth}/seed=${seed}"  # derived; override to relocate
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA only)
+    precision: str = "fp32"  # fp32 | tf32 (float32 matmuls on tensor cores) | bf16 (autocast); CUDA only
     compile: bool = False  # torch.compile the model (CUDA only)
     deterministic: bool = False  # torch deterministic algorithms (needed for bit-exact resume tests)
     force: bool = False  # retrain a finished run from scratch
@@ -195,6 +196,8 @@ def validate(cfg: Any) -> None:
                 "optim.weight_decay", "optim.grad_clip", "task.eval_gen_sample", "task.dyck_eval_prefixes",
                 "task.dyck_min_len", "task.dyck_min_dep", "probes.sample_seed", "diagnostics.seed"):
         _non_negative(cfg, key)
+    if cfg.train.steps > MAX_STEPS:
+        raise ConfigError(f"train.steps (task.steps) must be at most 10**9 ({MAX_STEPS}), got {cfg.train.steps}")
     betas = list(cfg.optim.betas)
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
         raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {betas}")
@@ -211,8 +214,8 @@ def validate(cfg: Any) -> None:
         check_decays(cfg.eval.ema)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if cfg.precision not in ("fp32", "bf16"):
-        raise ConfigError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
+    if cfg.precision not in ("fp32", "tf32", "bf16"):
+        raise ConfigError(f"precision must be fp32, tf32 or bf16, got {cfg.precision!r}")
     if cfg.resume not in ("auto", "force", "never"):
         raise ConfigError(f"resume must be auto, force or never, got {cfg.resume!r}")
     if cfg.logger.name not in ("none", "wandb"):

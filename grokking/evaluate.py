@@ -244,9 +244,16 @@ def qf_accuracy(members: Members, per_member: Sequence[Sequence[Example]], vocab
 
 @torch.no_grad()
 def greedy_decode(members: Members, prefixes: Sequence[Sequence[Sequence[int]]], vocab: Vocab,
-                  device: torch.device, max_new_tokens: int = MAX_NEW_TOKENS) -> list[list[list[int]]]:
+                  device: torch.device, max_new_tokens: int = MAX_NEW_TOKENS,
+                  sync_every: int = 8) -> list[list[list[int]]]:
     """Batched greedy continuation of each prefix ([K'][B] token ids, without SOS) by every member, every token
-    kept up to (not including) EOS: [K][B] token lists."""
+    kept up to (not including) EOS: [K][B] token lists.
+
+    One host sync every `sync_every` tokens (has every row finished? how long is the longest?), not one per
+    token: in between, each pass reads the widest the rows can have grown to (the longest known plus one column
+    per token since), and a finished row stays as it is, so the tokens are the per-token loop's (a row's logits
+    do not depend on columns right of it under the causal mask); at most `sync_every` - 1 passes run after
+    the last row finished."""
     buffer, lengths = padded([[[vocab.sos, *p] for p in rows] for rows in prefixes], vocab.pad, device,
                              extra=max_new_tokens)
     buffer = buffer.expand(members.size, -1, -1).clone()  # members continue shared prefixes differently
@@ -255,15 +262,19 @@ def greedy_decode(members: Members, prefixes: Sequence[Sequence[Sequence[int]]],
     finished = torch.zeros_like(lengths, dtype=torch.bool)
     member = torch.arange(members.size, device=device)[:, None]
     row = torch.arange(buffer.shape[1], device=device)[None, :]
-    for _ in range(max_new_tokens):
-        logits = members.logits(buffer[:, :, : int(lengths.max())])
+    longest = buffer.shape[2] - max_new_tokens  # the longest prompt (with SOS), known without a sync
+    for step in range(1, max_new_tokens + 1):
+        logits = members.logits(buffer[:, :, :longest])
         next_token = logits[member, row, lengths - 1].argmax(dim=-1)
         active = ~finished
         buffer[member, row, lengths] = torch.where(active, next_token, buffer[member, row, lengths])
         lengths += active
         finished |= active & (next_token == vocab.eos)
-        if bool(finished.all()):
-            break
+        longest += 1
+        if step % sync_every == 0 and step < max_new_tokens:
+            longest, done = torch.stack([lengths.max(), finished.all().long()]).tolist()  # the one sync
+            if done:
+                break
     out = []
     for tokens, begin, end in zip(buffer.tolist(), starts.tolist(), lengths.tolist(), strict=True):
         rows = [t[b:e] for t, b, e in zip(tokens, begin, end, strict=True)]

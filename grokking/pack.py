@@ -106,12 +106,14 @@ class PackedLM(nn.Module):
     @torch.no_grad()
     def clip_grad_norms_(self, max_norm: float) -> Tensor:
         """Clip each member's gradient to `max_norm` as clip_grad_norm_ would for its single run; returns the K
-        pre-clipping norms."""
+        pre-clipping norms. Fused as clip_grad_norm_ is: one _foreach_norm over every member's slice of every
+        gradient (views), and one _foreach_mul_ per member, not a few kernels per parameter."""
         grads = [p.grad for p in self.stacked.values() if p.grad is not None]
-        norms = torch.stack([g.reshape(self.size, -1).norm(dim=1) for g in grads]).norm(dim=0)  # [K]
+        slices = [g[k] for k in range(self.size) for g in grads]  # member-major views
+        norms = torch.stack(torch._foreach_norm(slices)).view(self.size, len(grads)).norm(dim=1)  # [K]
         coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+        for k in range(self.size):
+            torch._foreach_mul_(slices[k * len(grads) : (k + 1) * len(grads)], coef[k])
         return norms
 
     @torch.no_grad()

@@ -12,6 +12,7 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -22,10 +23,21 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from grokking.errors import RunDirError
-from grokking.runfiles import append_line, atomic_write_text, read_log, write_error
+from grokking.runfiles import (
+    append_line,
+    atomic_write_text,
+    move_aside,
+    read_log,
+    remove_stale_temp_files,
+    write_error,
+)
+
+log = logging.getLogger(__name__)
 
 STATUSES = ("running", "done", "failed", "preempted")
 RUN_FILES = ("ckpt", "metrics.jsonl", "train_log.jsonl", "status.json", "meta.json", "config.yaml", "train.log",
@@ -68,6 +80,22 @@ def changed_training_keys(saved: DictConfig, current: DictConfig) -> list[str]:
     return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
 
+def config_problem(text: str) -> str | None:
+    """Why `text` is not a grok config.yaml (not YAML, not a mapping, no training config), or None if it is one."""
+    try:
+        cfg = OmegaConf.create(text) if text.strip() else None
+        if not isinstance(cfg, DictConfig):
+            return "not a YAML mapping"
+        training_config(cfg)
+    except yaml.YAMLError as exc:
+        return f"not YAML: {str(exc).splitlines()[0]}"
+    except KeyError as exc:
+        return f"not a grok config: no key {exc}"
+    except (OmegaConfBaseException, TypeError, AttributeError, ValueError) as exc:
+        return f"not a grok config: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
 def json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -91,11 +119,19 @@ class RunDir:
         return self.path / "train_log.jsonl"
 
     def status(self) -> dict[str, Any] | None:
+        """status.json as a record (a known status and an integer step), or None if it is missing or is no such
+        record (not JSON, a list, a string, a hand edit): then the checkpoints decide where the run stands."""
         path = self.path / "status.json"
         try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return None
+        if not isinstance(record, dict) or record.get("status") not in STATUSES:
+            return None
+        step = record.get("step")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            return None
+        return record
 
     def write_status(self, status: str, step: int, reason: str | None = None) -> None:
         assert status in STATUSES, status
@@ -129,7 +165,9 @@ class RunDir:
         return target
 
     # -- lifecycle -------------------------------------------------------------------------------------
-    def create(self) -> None:
+    def create(self) -> bool:
+        """Make the directory (and check it is writable); True if it did not exist before."""
+        existed = self.path.is_dir()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / f".write-test-{os.getpid()}"
@@ -137,6 +175,18 @@ class RunDir:
             probe.unlink()
         except OSError as exc:
             raise RunDirError(f"cannot write run directory {self.path}: {exc.strerror or exc}") from None
+        return not existed
+
+    def remove_if_unused(self) -> None:
+        """Remove the directory if nothing but its lock and an empty train.log is in it (a command that created
+        it and then refused to train leaves nothing behind)."""
+        with contextlib.suppress(OSError):
+            names = {p.name for p in self.path.iterdir()}
+            log_file = self.path / "train.log"
+            if names <= {".lock", "train.log"} and (not log_file.exists() or log_file.stat().st_size == 0):
+                for name in names:
+                    (self.path / name).unlink()
+                self.path.rmdir()
 
     def lock(self) -> None:
         """Take an exclusive lock for this process's lifetime; a second process is refused."""
@@ -153,6 +203,11 @@ class RunDir:
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         handle.flush()
         self._lock_handle = handle
+        # with the lock held no other trainer writes here: a temporary file of a dead writer is a SIGKILL's leftover
+        removed = remove_stale_temp_files(self.path, self.ckpt, self.snapshots)
+        if removed:
+            log.info("grok: removed %d stale temporary file(s) of killed processes: %s", len(removed),
+                     ", ".join(str(p.relative_to(self.path)) for p in removed))
 
     def release(self) -> None:
         if self._lock_handle is not None:
@@ -162,6 +217,37 @@ class RunDir:
 
     def save_config(self, cfg: DictConfig) -> None:
         atomic_write_text(self.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    def saved_config(self) -> DictConfig | None:
+        """The run's config.yaml, or None if there is none. One that holds no grok config (not YAML, a torn write,
+        a hand edit) says nothing about the run: it is moved aside to `config.yaml.corrupt-<time>` (never deleted)
+        with one warning and None is returned, so the checkpoint's config hash decides whether a command's config
+        matches the run; the next training segment rewrites config.yaml from its command's config."""
+        path = self.path / "config.yaml"
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        except UnicodeDecodeError as exc:
+            problem = f"not text: {exc.reason}"
+        except OSError as exc:
+            raise RunDirError(f"cannot read {path}: {exc.strerror or exc}") from None
+        else:
+            problem = config_problem(text)
+        if problem is None:
+            return OmegaConf.create(text)
+        target = move_aside(path)
+        log.warning("grok: %s is not a valid config (%s); moved aside to %s; the run's checkpoint decides whether "
+                    "this command's config matches, and config.yaml is rewritten from it", path, problem, target.name)
+        return None
+
+    def saved_config_hash(self) -> str | None:
+        """The training-config hash meta.json recorded for the last segment (None if unknown)."""
+        with contextlib.suppress(OSError, ValueError):
+            meta = json.loads((self.path / "meta.json").read_text())
+            value = meta.get("config_hash") if isinstance(meta, dict) else None
+            return value if isinstance(value, str) else None
+        return None
 
     def write_meta(self, cfg: DictConfig, device: str, extra: dict[str, Any]) -> None:
         meta = {"started": now(), "config_hash": config_hash(cfg), "command": " ".join(sys.argv),

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,40 @@ def os_error_in(exc: BaseException | None) -> OSError | None:
     while exc is not None and not isinstance(exc, OSError):
         exc = exc.__cause__ or exc.__context__
     return exc
+
+
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")  # atomic_write's `.<name>.tmp<pid>`
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
+    return True
+
+
+def remove_stale_temp_files(*directories: Path) -> list[Path]:
+    """Remove atomic_write's temporary files (`.<name>.tmp<pid>`) in `directories` whose writer is dead: a
+    SIGKILL or a node failure mid-write leaves one behind, and nothing else ever removes it. A temporary file of
+    a live process (this one, or another writer) is kept. Returns the removed paths."""
+    removed = []
+    for directory in directories:
+        try:
+            candidates = [p for p in directory.iterdir() if TEMP_NAME.match(p.name)]
+        except OSError:
+            continue
+        for path in candidates:
+            pid = int(TEMP_NAME.match(path.name)["pid"])
+            if pid == os.getpid() or pid_alive(pid) or not path.is_file():
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:

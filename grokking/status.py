@@ -139,13 +139,14 @@ def classify(run_path: Path, planned: int | None) -> RunStatus:
         if lock_held(run_path):
             result.state, result.reason = "running", "starting (no status.json yet)"
         elif (run_path / "status.json").exists():
-            result.reason = "unreadable status.json"
+            result.reason = ("unreadable status.json (not a status record); re-launch to resume from the last "
+                             "checkpoint")
         else:
             result.state, result.reason = "stale", "started but wrote no status.json; see train.log, re-launch to retry"
         return result
-    status, result.reason = info.get("status"), info.get("reason")
-    if isinstance(info.get("step"), int):
-        result.step = max(info["step"], result.step or 0)
+    status, reason = info["status"], info.get("reason")
+    result.reason = None if reason is None else str(reason)
+    result.step = max(info["step"], result.step or 0)
     if status == "running":
         if lock_held(run_path):
             result.state = "running"
@@ -156,10 +157,8 @@ def classify(run_path: Path, planned: int | None) -> RunStatus:
     elif status == "done" and result.planned is not None and (result.step or 0) < result.planned:
         result.state = "unfinished"
         result.reason = f"done at step {result.step}, but {result.planned} steps are planned; re-launch to continue"
-    elif status in ("done", "preempted", "failed"):
+    else:  # done, preempted or failed (RunDir.status() returns no other record)
         result.state = status
-    else:
-        result.reason = f"unknown status {status!r} in status.json"
     return result
 
 

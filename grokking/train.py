@@ -14,7 +14,10 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import random
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,23 +25,28 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from grokking.checkpoint import load_resume_state, save_latest, save_snapshot, snapshot_path
+from grokking.checkpoint import save_latest, save_snapshot, snapshot_path
 from grokking.config import member_configs, validate
 from grokking.console import startup_block, summary
-from grokking.errors import ConfigError, DataError, GrokError, RunDirError, TrainingFailed, WriteError
 from grokking.ema import WeightAverages, ema_suffix
+from grokking.errors import ConfigError, DataError, GrokError, RunDirError, TrainingFailed, WriteError
 from grokking.evaluate import Evaluator, Members
 from grokking.loggers import MetricsLogger, stable_run_id
 from grokking.model import build_model, lm_loss
+from grokking.preflight import needs_training, preflight
+from grokking.resume import ResumePoint, pack_resume_points
 from grokking.rundir import RunDir, changed_training_keys, config_hash
 from grokking.runfiles import os_error_in, read_metrics
 from grokking.signals import Preempted, TrainingSignals
 
 log = logging.getLogger("grokking.train")
+# Test-only switch: "SEED:STEP" kills the process (SIGKILL) right after that member saved that step, the moment a
+# node failure between two members' saves would hit (tests/integration/test_pack_crashes.py).
+KILL_AFTER_MEMBER_SAVE = "GROK_TEST_KILL_AFTER_MEMBER_SAVE"
 
 
 def pick_device(name: str) -> torch.device:
@@ -153,26 +161,32 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     seed pack, each in its own run directory; returns the last metrics (of the first member)."""
     validate(cfg)
     member_cfgs = member_configs(cfg)
-    pick_device(cfg.device)  # an unusable device fails before anything is written
+    device = pick_device(cfg.device)  # an unusable device fails before anything is written
+    if any(needs_training(member_cfg) for member_cfg in member_cfgs):
+        preflight(cfg, device, len(member_cfgs))  # data and memory, before any run directory is created
     with TrainingSignals() as signals:  # from here on a signal ends the run with a truthful status
         locked: list[RunDir] = []
+        created: list[RunDir] = []
         try:
             for member_cfg in member_cfgs:
                 run_dir = RunDir(member_cfg.run_dir)
-                run_dir.create()
+                if run_dir.create():
+                    created.append(run_dir)
                 run_dir.lock()
                 locked.append(run_dir)
             return start(member_cfgs, locked, signals)
         finally:
             for run_dir in locked:
                 run_dir.release()
+            for run_dir in created:  # a refusal leaves no empty directory behind
+                run_dir.remove_if_unused()
 
 
 def start(member_cfgs: list[DictConfig], run_dirs: list[RunDir], signals: TrainingSignals) -> dict[str, Any]:
     """Skip finished runs (refusing a changed training config), archive old ones (force=true, resume=never),
     leave a pack's failed members out, then train the rest together."""
     packed = len(member_cfgs) > 1
-    handlers, members = [], []
+    handlers, members, left_out = [], [], []
     try:
         for cfg, run_dir in zip(member_cfgs, run_dirs, strict=True):
             status = run_dir.status()
@@ -193,14 +207,25 @@ def start(member_cfgs: list[DictConfig], run_dirs: list[RunDir], signals: Traini
             if packed and not archived and status and status["status"] == "failed":
                 log.warning("grok: %s failed earlier (%s); left out of the pack: retry it alone with seed=%d",
                             run_dir.path, status.get("reason"), cfg.seed, extra={"seed": cfg.seed})
+                left_out.append(f"seed {cfg.seed} failed earlier, left out (retry it alone with seed={cfg.seed})")
                 continue
             members.append(Member(cfg, run_dir, status))
         if not members:
+            if left_out:
+                raise TrainingFailed(f"nothing trained: every member of the seed pack failed earlier "
+                                     f"({', '.join(left_out)})")
             return {"step": member_cfgs[0].train.steps, "status": "done"}
-        last = Trainer(members).run(signals)
-        for member in members:
+        points = pack_resume_points([m.run_dir.ckpt for m in members], [m.seed for m in members],
+                                    member_command()) if members[0].cfg.resume != "never" else [(None, "")] * len(members)
+        trainer = Trainer(members)
+        last = trainer.run(signals, points)
+        for member in trainer.members:
             log.info(summary(read_metrics(member.run_dir.metrics_file)[0], member.cfg.run_dir, member.saved_step),
                      extra={"seed": member.seed})
+        failed = left_out + trainer.failed
+        if failed:
+            raise TrainingFailed(f"{len(failed)} of {len(member_cfgs)} members of the seed pack did not finish: "
+                                 f"{'; '.join(failed)}")
         return last
     finally:
         for handler in handlers:
@@ -208,15 +233,27 @@ def start(member_cfgs: list[DictConfig], run_dirs: list[RunDir], signals: Traini
             handler.close()
 
 
+def member_command() -> str:
+    """This command line without its seed/seeds overrides: with `seed=S` added, it trains member S alone."""
+    kept = [a for a in sys.argv[1:] if not a.startswith("-") and not a.lstrip("+~").startswith(("seed=", "seeds="))]
+    return " ".join(["grok train", *kept])
+
+
 def refuse_changed_config(run_dir: RunDir, cfg: DictConfig, saved_hash: str | None = None) -> None:
     """RunDirError naming the changed training keys if the run in `run_dir` was trained with another config
     (by its checkpoint's config hash when given, else by its config.yaml)."""
-    saved_cfg = run_dir.path / "config.yaml"
-    diff = changed_training_keys(OmegaConf.load(saved_cfg), cfg) if saved_cfg.exists() else []
+    saved_cfg = run_dir.saved_config()  # None if missing, or not a config (then moved aside, with one warning)
+    diff = changed_training_keys(saved_cfg, cfg) if saved_cfg is not None else []
+    if saved_cfg is None and saved_hash is None:
+        saved_hash = run_dir.saved_config_hash()  # meta.json's record of the last segment, when there is one
     if diff or (saved_hash is not None and saved_hash != config_hash(cfg)):
+        shown = 8  # every changed key up to this many, then a count
+        keys = ", ".join(diff[:shown]) + (f", and {len(diff) - shown} more" if len(diff) > shown else "")
         raise RunDirError(f"{run_dir.path} holds a run with a different training config "
-                          f"({', '.join(diff[:6]) or 'config hash differs'}); use resume=force to continue it "
+                          f"({keys or 'config hash differs'}); use resume=force to continue it "
                           f"anyway, force=true to start over, or another tag=/run_dir=")
+    if saved_cfg is None and saved_hash is not None and not (run_dir.path / "config.yaml").exists():
+        run_dir.save_config(cfg)  # moved aside or lost, and the run's hash says this config is the run's
 
 
 class Member:
@@ -278,45 +315,75 @@ class Member:
                  extra={"seed": self.seed})
 
 
-def compile_loss(loss_fn, cfg: DictConfig, device: torch.device):
-    """`compile=true`: torch.compile the loss; on CUDA with CUDA graphs ("reduce-overhead": one graph per padded
-    batch shape, replayed without per-kernel launch cost)."""
+def compile_loss(loss_fn, cfg: DictConfig, device: torch.device, static: bool = True):
+    """`compile=true`: torch.compile the loss. `static` (the padded losses of SingleStep / PackStep): with static
+    shapes (dynamic=False), one graph per padded shape, of which `static_width` lets only a few occur, within
+    Dynamo's recompile limit (a symbolic width breaks dropout under vmap(randomness="different"):
+    "Cannot call numel() on tensor with symbolic sizes"). On CUDA with CUDA graphs ("reduce-overhead": each
+    shape's graph replayed without per-kernel launch cost). On the CPU, inductor's code for the vmapped pack loss
+    with attention dropout gives NaN losses (a strict xfail in tests/unit/test_compile.py); the trainer never
+    compiles a pack there (CPU packs run `losses_each`), and a non-finite loss fails the member anyway."""
     if not cfg.compile:
         return loss_fn
-    return torch.compile(loss_fn, mode="reduce-overhead" if device.type == "cuda" else None)
+    return torch.compile(loss_fn, dynamic=False if static else None,
+                         mode="reduce-overhead" if device.type == "cuda" else None)
 
 
-def static_width(batches: list[tuple[torch.Tensor, torch.Tensor]], multiple: int, pad: int):
-    """Right-pad every (inputs, targets) batch to one width, a multiple of `multiple` tokens, and stack them:
-    [members, batch, width]. Padding never changes the loss (ignored targets, causal attention)."""
-    width = max(inputs.shape[1] for inputs, _ in batches)
-    width = -(-width // multiple) * multiple
-    return (torch.stack([F.pad(i, (0, width - i.shape[1]), value=pad) for i, _ in batches]),
-            torch.stack([F.pad(t, (0, width - t.shape[1]), value=-100) for _, t in batches]))
+def bucket_width(width: int) -> int:
+    """The padded width of a batch whose longest row has `width` tokens: a multiple of 8 up to 64, then a power
+    of two. Few buckets recur (QF, TI: 2-4; Dyck, whose batch widths take 60-77 values: about 8), each compiled
+    once by compile=true (Dynamo's recompile limit is 8 per function)."""
+    if width <= 64:
+        return max(8, -(-width // 8) * 8)
+    return 1 << (width - 1).bit_length()
+
+
+def static_width(batches: list[tuple[torch.Tensor, torch.Tensor]], pad: int, max_len: int, rows: int = 0):
+    """Right-pad every (inputs, targets) batch to one width, `bucket_width` of the widest (at most `max_len`), and
+    to at least `rows` rows (an epoch's short last batch keeps the shape of the others), and stack them:
+    [members, rows, width]. Padding never changes the loss (pad targets are ignored, attention is causal)."""
+    width = min(bucket_width(max(inputs.shape[1] for inputs, _ in batches)), max_len)
+    height = max(rows, *(inputs.shape[0] for inputs, _ in batches))
+
+    def padded(t: torch.Tensor, value: int) -> torch.Tensor:
+        return F.pad(t, (0, width - t.shape[1], 0, height - t.shape[0]), value=value)
+
+    return (torch.stack([padded(i, pad) for i, _ in batches]), torch.stack([padded(t, -100) for _, t in batches]))
+
+
+def matmul_precision(cfg: DictConfig, device: torch.device) -> None:
+    """precision=tf32 on CUDA: float32 matmuls on the tensor cores (TF32, a 10-bit mantissa for the products:
+    a numerics change against the CPU reference, as bf16 is); fp32 and bf16 keep full-precision float32 matmuls.
+    Process-wide: training, evaluation and probes all run with it. No effect on the CPU."""
+    if device.type == "cuda":
+        tf32 = getattr(cfg, "precision", "fp32") == "tf32"
+        torch.set_float32_matmul_precision("high" if tf32 else "highest")
 
 
 class SingleStep:
     """The training step of one model: clip_grad_norm_ and one fused AdamW. On the CPU the loss skips the
-    padding (TransformerLM.loss); on CUDA it runs on batches padded to multiples of 8 tokens with no host sync
-    (the padding-free loss needs one), so a few static shapes recur and compile=true can capture them."""
+    padding (TransformerLM.loss); on CUDA (`static_shapes`) it runs on batches padded by `static_width` with no
+    host sync (the padding-free loss needs one), so a few static shapes recur and compile=true can capture them."""
 
     def __init__(self, model, cfg: DictConfig, device: torch.device, pad: int):
         self.model, self.pad = model, pad
+        self.rows = getattr(getattr(cfg, "train", None), "batch_size", 0)  # an epoch's last batch is padded to it
+        matmul_precision(cfg, device)
         self.optimizer = make_optimizer(model.parameters(), cfg)
-        self.cuda = device.type == "cuda"
-        loss = (lambda ids, targets: lm_loss(model(ids), targets)) if self.cuda else model.loss
-        self.compute_loss = compile_loss(loss, cfg, device)
+        self.static_shapes = device.type == "cuda"
+        self.padded_loss = compile_loss(lambda ids, targets: lm_loss(model(ids), targets), cfg, device)
+        self.packed_loss = compile_loss(model.loss, cfg, device, static=False)
 
     def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], lr: float, clip: float, autocast,
                  device: torch.device) -> torch.Tensor:
         """One optimizer step; [1, 2] (loss, pre-clipping gradient norm), on the device (no host sync)."""
-        if self.cuda:
-            batches = [tuple(t[0] for t in static_width(batches, 8, self.pad))]
+        if self.static_shapes:
+            batches = [tuple(t[0] for t in static_width(batches, self.pad, self.model.shape.max_len, self.rows))]
         inputs, targets = (t.to(device, non_blocking=True) for t in batches[0])
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast:
-            loss = self.compute_loss(inputs, targets)
+            loss = (self.padded_loss if self.static_shapes else self.packed_loss)(inputs, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
@@ -350,11 +417,13 @@ class SingleStep:
 class PackStep:
     """The training step of a seed pack: members stacked in one PackedLM, one batch each, per-member clipping,
     one fused AdamW over the stacked weights (K independent ones: AdamW is element-wise). On CUDA all members run
-    as one vmapped forward on batches padded to one static width (multiples of 8 tokens); on the CPU, where the
+    as one vmapped forward on batches padded to one static width (`static_width`); on the CPU, where the
     arithmetic dominates, each member runs the padding-free loss on its own batch."""
 
     def __init__(self, models: list, cfg: DictConfig, device: torch.device, pad: int):
         self.cfg, self.device, self.pad = cfg, device, pad
+        self.rows = getattr(getattr(cfg, "train", None), "batch_size", 0)  # an epoch's last batch is padded to it
+        matmul_precision(cfg, device)
         self.static_shapes = device.type == "cuda"
         self.scratch = models[0]  # holds one member's weights at a time, for evaluation, probes and checkpoints
         self.build(models)
@@ -373,7 +442,8 @@ class PackStep:
             group["lr"] = lr
         with autocast:
             if self.static_shapes:
-                losses = self.compute_loss(*(t.to(device, non_blocking=True) for t in static_width(batches, 8, self.pad)))
+                padded = static_width(batches, self.pad, self.pack.shape.max_len, self.rows)
+                losses = self.compute_loss(*(t.to(device, non_blocking=True) for t in padded))
             else:
                 losses = self.pack.losses_each([(i.to(device), t.to(device)) for i, t in batches])
         self.optimizer.zero_grad(set_to_none=True)
@@ -428,6 +498,7 @@ class Trainer:
         self.packed = len(members) > 1  # a pack of one trains exactly as a single run
         self.step = 0
         self.segment_start = time.perf_counter()
+        self.failed: list[str] = []  # one line per member that left the pack
 
     def prepare(self) -> None:
         """Data, models, optimizer and batch orders (the slow part of start-up)."""
@@ -451,15 +522,9 @@ class Trainer:
                          if cfg.eval.ema else None)  # from the initial weights; restore() loads saved ones
 
     # -- state -----------------------------------------------------------------------------------------
-    def restore(self) -> None:
-        """Resume every member from its own checkpoint (all at one step), or start them all afresh."""
-        found = [(None, "") if m.cfg.resume == "never" else load_resume_state(m.run_dir.ckpt) for m in self.members]
-        steps = {int(state["step"]) if state else 0 for state, _ in found}
-        if len(steps) > 1:
-            at = ", ".join(f"seed {m.seed}: {int(s['step']) if s else 0}"
-                           for m, (s, _) in zip(self.members, found, strict=True))
-            raise RunDirError(f"the members of this seed pack are at different steps ({at}); train them alone "
-                              "(seed=...) up to one step, or as separate packs")
+    def restore(self, found: list[ResumePoint]) -> None:
+        """Resume every member from its resume point (grokking.resume: all at one step), or start them all
+        afresh."""
         if found[0][0] is None:
             for k, member in enumerate(self.members):
                 member.saved_step = 0
@@ -509,19 +574,34 @@ class Trainer:
             state["ema"] = self.averages.member_state(k)
         save_latest(state, member.run_dir.ckpt)
         member.saved_step = self.step
+        member.run_dir.write_status("running", self.step)  # status.json always names the checkpoint's step
+        if os.environ.get(KILL_AFTER_MEMBER_SAVE) == f"{member.seed}:{self.step}":
+            os.kill(os.getpid(), signal.SIGKILL)  # test-only: a crash between two members' saves
+
+    def save_all(self) -> None:
+        """Every member's checkpoint, in member order. A pack member whose run directory vanished while it was
+        being saved leaves the pack (drop_vanished catches the rest between steps)."""
+        for member in list(self.members):
+            k = self.members.index(member)
+            try:
+                self.save(k)
+            except WriteError:
+                if not self.packed or member.run_dir.ckpt.is_dir():
+                    raise
+                self.leave_pack(k, f"its run directory {member.run_dir.path} disappeared near step {self.step}")
 
     def elapsed(self, member: Member) -> float:
         return member.elapsed_before + time.perf_counter() - self.segment_start
 
     # -- the loop --------------------------------------------------------------------------------------
-    def run(self, signals: TrainingSignals) -> dict[str, Any]:
+    def run(self, signals: TrainingSignals, resume_points: list[ResumePoint]) -> dict[str, Any]:
         """Start up, train, and always leave a status.json per member: done, preempted (a signal) or failed
         (the reason)."""
         outcome, reason, last = "failed", "unexpected exit", {}
         try:
             self.prepare()
             signals.check_start_up()
-            self.restore()
+            self.restore(resume_points)
             parameters = sum(p.numel() for p in self.engine.model_of(0).parameters())
             for member in self.members:
                 member.run_dir.save_config(member.cfg)
@@ -595,6 +675,8 @@ class Trainer:
                                     self.device)
                 if self.averages is not None:
                     self.averages.update()
+                if self.packed:
+                    self.drop_vanished()
                 self.step += 1
                 for member, member_stats in zip(self.members, stats, strict=True):
                     member.add(member_stats)
@@ -631,16 +713,14 @@ class Trainer:
                 if self.step % tcfg.save_every == 0 or self.step == tcfg.steps or preemption.signum:
                     if self.step % tcfg.log_every:  # make sure nothing non-finite goes into a checkpoint
                         self.window_means("window")
-                    for k in range(len(self.members)):
-                        self.save(k)
+                    self.save_all()
                 if preemption.signum:
                     for member in self.members:
                         member.preempted = (f"{preemption.name} received; saved step {self.step} "
                                             f"to {member.run_dir.ckpt}/latest.pt; re-run the same command to resume")
                     raise Preempted(self.members[0].preempted, preemption.signum)
             if self.step == 0 or not all((m.run_dir.ckpt / "latest.pt").exists() for m in self.members):
-                for k in range(len(self.members)):
-                    self.save(k)
+                self.save_all()
             for member in self.members:
                 if member.diagnostics is not None:
                     member.diagnostics.finalize()
@@ -664,12 +744,25 @@ class Trainer:
 
     def fail_member(self, k: int, value: float) -> None:
         member = self.members[k]
-        reason = (f"non-finite training loss ({value}) near step {self.step}; the last good checkpoint is kept in "
-                  f"{member.run_dir.ckpt}")
+        self.leave_pack(k, f"non-finite training loss ({value}) near step {self.step}; the last good checkpoint is "
+                           f"kept in {member.run_dir.ckpt}")
+
+    def drop_vanished(self) -> None:
+        """A member whose run directory was deleted mid-run leaves the pack (it has nowhere to save); the others
+        go on and keep saving at the same steps."""
+        for k in reversed(range(len(self.members))):
+            run_dir = self.members[k].run_dir
+            if not run_dir.ckpt.is_dir():
+                self.leave_pack(k, f"its run directory {run_dir.path} disappeared near step {self.step}")
+
+    def leave_pack(self, k: int, reason: str) -> None:
+        """Member k stops as failed (with `reason`); the others go on. The last member's failure ends the run."""
+        member = self.members[k]
         if len(self.members) == 1:
             raise TrainingFailed(reason)
         log.error("grok: seed %d failed: %s; the other members go on", member.seed, reason, extra={"seed": member.seed})
         member.close("failed", reason)
+        self.failed.append(f"seed {member.seed}: {reason}")
         self.engine.drop(k)
         if self.averages is not None:
             self.averages.drop(k, self.engine.weights())

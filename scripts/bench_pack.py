@@ -1,7 +1,7 @@
 """Seed-pack throughput: member-steps/s of a pack of K seeds against K single runs stepped one after another.
 
     python scripts/bench_pack.py                                  # CPU: experiment=cpu and paper shapes, K 1 2 4 10
-    python scripts/bench_pack.py --shapes paper --ks 10 --device cuda --precision bf16 --compile
+    python scripts/bench_pack.py --shapes paper --ks 10 --device cuda --precision bf16 --compile   # CUDA graphs
     python scripts/bench_pack.py --shapes paper --ks 10 --device cuda --eval-sentences 2000   # evaluation too
 
 Both sides use grok's own training steps (grokking.train.SingleStep / PackStep: the loop's code), real QF batches
@@ -34,12 +34,12 @@ SHAPES = {  # (model, batch size): the README's main job (experiment=cpu) and th
 }
 
 
-def config(model: dict, batch_size: int, compile_model: bool):
+def config(model: dict, batch_size: int, compile_model: bool, precision: str = "fp32"):
     return OmegaConf.create({
         "model": {**model, "dropout": 0.1, "attn_dropout": 0.1, "tied_output": False, "output_bias": True,
                   "scale_embedding": True, "max_len": 64},
         "optim": {"betas": [0.9, 0.999], "eps": 1e-7, "weight_decay": 0.0},
-        "train": {"batch_size": batch_size}, "compile": compile_model})
+        "train": {"batch_size": batch_size}, "compile": compile_model, "precision": precision})
 
 
 def synchronize(device: torch.device) -> None:
@@ -79,7 +79,8 @@ def compare(cfg, k: int, encoded, vocab, args, autocast, device) -> tuple[float,
         for single, order in zip(singles, orders, strict=True):
             single([order.batch(step)], 1e-4, 1.0, autocast, device)
 
-    rate(3, pack_step, device), rate(3, singles_step, device)  # warm-up (allocator, compile)
+    warm = args.steps if cfg.compile else 3  # compile: every padded width the timed steps meet
+    rate(warm, pack_step, device), rate(warm, singles_step, device)  # warm-up (allocator, compile)
     packed, alone = [], []
     for _ in range(args.rounds):
         packed.append(k * rate(args.steps, pack_step, device))
@@ -119,7 +120,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed pack steps per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--eval-sentences", type=int, default=0, help="also time evaluation on N val + N gen")
     args = parser.parse_args()
@@ -130,12 +131,14 @@ def main() -> None:
     vocab = Vocab.from_examples([*train, *val, *gen])
     encoded = [vocab.encode(e.tokens) for e in train]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
-    print(f"device={device} precision={args.precision} compile={args.compile} threads={torch.get_num_threads()}")
+    compiled = ("no" if not args.compile else "reduce-overhead (CUDA graphs)" if device.type == "cuda"
+                else "default mode (inductor, no CUDA graphs)")
+    print(f"device={device} precision={args.precision} compile={compiled} threads={torch.get_num_threads()}")
     print("| shape | K | pack member-steps/s | K singles member-steps/s | ratio |")
     print("|---|---|---|---|---|")
     for shape in args.shapes:
         model_cfg, batch_size = SHAPES[shape]
-        cfg = config(model_cfg, batch_size, args.compile)
+        cfg = config(model_cfg, batch_size, args.compile, args.precision)
         for k in args.ks:
             mine, theirs = compare(cfg, k, encoded, vocab, args, autocast, device)
             print(f"| {shape} | {k} | {mine:.1f} | {theirs:.1f} | {mine / theirs:.2f}x |", flush=True)
@@ -146,7 +149,7 @@ def main() -> None:
     print("| shape | K | pack s | K singles s | speed-up |")
     print("|---|---|---|---|---|")
     for shape in args.shapes:
-        cfg = config(SHAPES[shape][0], SHAPES[shape][1], args.compile)
+        cfg = config(SHAPES[shape][0], SHAPES[shape][1], args.compile, args.precision)
         for k in args.ks:
             mine, theirs = compare_eval(cfg, k, data, args, device)
             print(f"| {shape} | {k} | {mine:.2f} | {theirs:.2f} | {theirs / mine:.2f}x |", flush=True)

@@ -158,8 +158,45 @@ def _task_data(name: str, found: dict[str, list[Example]], directory: Path, para
     return TaskData(name, found["train"], found["val"], found["gen"], vocab, directory, dict(params))
 
 
+_last: tuple[tuple, TaskData] | None = None  # the last dataset loaded, with its files' signature
+
+
+def files_signature(cfg) -> tuple | None:
+    """What identifies the files `load_task_data(cfg)` reads: their resolved paths, sizes, mtimes and inodes, with
+    the config that selects them; None while one of them is missing (nothing to reuse)."""
+    if cfg.data.source:
+        source = Path(cfg.data.source)
+        names = original_names(cfg.task.name, cfg.task.dyck_k, cfg.task.dyck_m)
+        files = [next((source / n for n in names[split] if (source / n).is_file()), None) for split in SPLITS]
+        key: tuple = ("source", str(source), cfg.task.name, cfg.task.dyck_k, cfg.task.dyck_m)
+    else:
+        config = cache_config(cfg)
+        directory = Path(cfg.data.dir) / cfg.task.name / cache_key(config)
+        files = [directory / MANIFEST, *(_split_file(directory, split) for split in SPLITS)]
+        key = ("generated", str(cfg.data.dir), json.dumps(config, sort_keys=True))
+    stats = []
+    for path in files:
+        try:
+            resolved = path.resolve(strict=True)
+            info = resolved.stat()
+        except (OSError, AttributeError):
+            return None
+        stats.append((str(resolved), info.st_size, info.st_mtime_ns, info.st_ino))
+    return (*key, tuple(stats))
+
+
 def load_task_data(cfg) -> TaskData:
-    """The task's splits: imported from `cfg.data.source`, or generated (and cached) under `cfg.data.dir`."""
+    """The task's splits: imported from `cfg.data.source`, or generated (and cached) under `cfg.data.dir`.
+    A second call for the same, unchanged files returns the same TaskData (read-only by convention): `grok train`
+    loads the data to check it before it creates a run directory, and training then uses it without reading the
+    files again."""
+    global _last
     if cfg.task.name not in ("qf", "ti", "dyck"):
         raise DataError(f"unknown task {cfg.task.name!r}; choose one of qf, ti, dyck")
-    return load_source(cfg) if cfg.data.source else load_generated(cfg)
+    signature = files_signature(cfg)
+    if signature is not None and _last is not None and _last[0] == signature:
+        return _last[1]
+    data = load_source(cfg) if cfg.data.source else load_generated(cfg)
+    signature = files_signature(cfg)  # a generated cache exists now
+    _last = (signature, data) if signature is not None else None
+    return data

@@ -35,7 +35,7 @@ from grokking.diagnostics.bifurcation import bifurcation_table
 from grokking.diagnostics.curves import forgettability, gam_aoa, sigmoid_aoa, smooth
 from grokking.diagnostics.events import metric_events, read_records
 from grokking.diagnostics.fitting import classify, fit_split, summarise, type_curves
-from grokking.diagnostics.probesets import SPLITS, DiagnosticsError, read_critical, read_positions
+from grokking.diagnostics.probesets import SPLITS, DiagnosticsError, corrupt, read_critical, read_positions
 from grokking.diagnostics.store import Store, read_csv
 
 ANALYSIS_DIR = "analysis"
@@ -185,13 +185,32 @@ def analyze_parameters(store: Store, steps: np.ndarray, range_sigma: float) -> t
     return rows, {"steps": steps, "dip": dips, "p": pvalues}
 
 
+def read_meta(run_dir: Path, store: Store) -> dict[str, Any]:
+    """The diagnostics' meta.json, after checking the store is there: DiagnosticsError naming what is missing (the
+    whole diagnostics/ directory, meta.json or the evals.csv index) or unreadable."""
+    if not store.dir.is_dir():
+        raise DiagnosticsError(f"{run_dir} has no diagnostics (train with diagnostics=on)")
+    path = store.dir / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise corrupt(path, "missing (written when the run starts)") from None
+    except (OSError, ValueError) as exc:
+        raise corrupt(path, f"unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if not isinstance(meta, dict) or not {"probe_hash", "vocab_size", "hist_range_sigma"} <= set(meta):
+        raise corrupt(path, "not the diagnostics' meta record")
+    if not store.evals_file.exists():
+        raise corrupt(store.evals_file, "missing (the index of the recorded evaluations)")
+    if not store.evals():
+        raise DiagnosticsError(f"{store.evals_file} records no evaluation yet (the first is at step 0)")
+    return meta
+
+
 def analyze_run(run_dir: str | Path) -> dict[str, Any]:
     """Write every per-run analysis file (module docstring); returns the events."""
     run_dir = Path(run_dir)
     store = Store(run_dir / DIAGNOSTICS_DIR)
-    if not (store.dir / "meta.json").exists() or not store.evals():
-        raise DiagnosticsError(f"{run_dir} has no diagnostics (train with diagnostics=on)")
-    meta = json.loads((store.dir / "meta.json").read_text())
+    meta = read_meta(run_dir, store)
     steps = store.steps()
     (store.dir / ANALYSIS_DIR).mkdir(exist_ok=True)
     events = metric_events(read_records(run_dir))
@@ -223,10 +242,8 @@ def analyze_seeds(run_dirs: list[str | Path], out: str | Path | None = None) -> 
         raise DiagnosticsError("--seeds needs at least two run directories")
     stores = [Store(r / DIAGNOSTICS_DIR) for r in runs]
     metas = []
-    for store in stores:
-        if not (store.dir / "meta.json").exists():
-            raise DiagnosticsError(f"{store.dir.parent} has no diagnostics (train with diagnostics=on)")
-        metas.append(json.loads((store.dir / "meta.json").read_text()))
+    for run, store in zip(runs, stores, strict=True):
+        metas.append(read_meta(run, store))
     if len({m["probe_hash"] for m in metas}) > 1:
         raise DiagnosticsError("the runs' probe sets differ (probe_hash); cross-run metrics need identical probes")
     all_steps = [s.steps() for s in stores]

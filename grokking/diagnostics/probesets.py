@@ -31,6 +31,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,10 +59,27 @@ EOS_TAG = "EOS"
 COLUMNS = ("pos_id", "split", "sentence", "t", "target", "segment", "pos", "role", "train_freq", "linear",
            "hierarchical")
 INT_COLUMNS = ("pos_id", "sentence", "t", "train_freq")
+log = logging.getLogger(__name__)
 
 
 class DiagnosticsError(GrokError):
     """Saved diagnostics that do not match this run (different probe sets, schedule or model)."""
+
+
+class CorruptDiagnostics(DiagnosticsError):
+    """A diagnostics file that is missing, truncated or garbled (the message names it): that run's diagnostics
+    cannot be read, and a report over many runs skips them with a warning."""
+
+
+def corrupt(path: Path, problem: str, remedy: str = "restore it, or retrain the run with force=true to record "
+                                                     "its diagnostics again") -> CorruptDiagnostics:
+    return CorruptDiagnostics(f"{path}: {problem}; {remedy}")
+
+
+def array_problem(exc: BaseException) -> str:
+    """What np.load's exception says about a damaged .npy / .npz, on one line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"truncated or corrupt ({text})"
 
 
 @dataclass
@@ -257,23 +276,67 @@ def write_positions(path: Path, tables: list[dict[str, list]]) -> None:
             writer.writerows(zip(*(table[c] for c in COLUMNS), strict=True))
 
 
+POSITIONS_REMEDY = ("copy it from another seed's run of the same task, data and diagnostics.seed (the probe sets "
+                    "are identical)")
+
+
 def read_positions(path: Path) -> dict[str, np.ndarray]:
-    """positions.csv as column arrays (integers for INT_COLUMNS, strings otherwise)."""
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    header, body = rows[0], rows[1:]
-    columns = {}
-    for j, name in enumerate(header):
-        values = [r[j] for r in body]
-        columns[name] = np.array(values, dtype=np.int64 if name in INT_COLUMNS else str)
+    """positions.csv as column arrays (integers for INT_COLUMNS, strings otherwise). Malformed lines at the end
+    (a torn write, a hand edit) are skipped with one warning; one before a good line would shift every later
+    position against the recorded surprisal rows, so it is a CorruptDiagnostics error, as is a missing file."""
+    try:
+        with path.open(newline="", errors="replace") as f:
+            rows = _numbered_rows(f)
+    except FileNotFoundError:
+        raise corrupt(path, "missing", POSITIONS_REMEDY) from None
+    except (OSError, csv.Error) as exc:
+        raise corrupt(path, f"unreadable ({exc})", POSITIONS_REMEDY) from None
+    if not rows or tuple(rows[0][1]) != COLUMNS:
+        raise corrupt(path, f"no {','.join(COLUMNS[:3])},... header", POSITIONS_REMEDY)
+    good, bad = [], []
+    for line, row in rows[1:]:
+        try:
+            if len(row) != len(COLUMNS):
+                raise ValueError(f"{len(row)} fields, not {len(COLUMNS)}")
+            good.append([int(v) if name in INT_COLUMNS else v for name, v in zip(COLUMNS, row, strict=True)])
+        except ValueError as exc:
+            bad.append((line, str(exc)))
+            continue
+        if bad:  # a good line after a bad one
+            raise corrupt(path, f"line {bad[0][0]} is malformed ({bad[0][1]})", POSITIONS_REMEDY)
+    if bad:
+        log.warning("grok: warning: %s: skipped %d malformed line(s) at the end (line %d: %s)", path, len(bad),
+                    bad[0][0], bad[0][1])
+    columns = {name: np.array([r[j] for r in good], dtype=np.int64 if name in INT_COLUMNS else str)
+               for j, name in enumerate(COLUMNS)}
+    if not np.array_equal(columns["pos_id"], np.arange(len(good))):
+        raise corrupt(path, "pos_id does not count 0, 1, 2, ... (lines missing or out of order)", POSITIONS_REMEDY)
     return columns
 
 
+def _numbered_rows(handle) -> list[tuple[int, list[str]]]:
+    """The non-empty CSV rows of `handle` with the line number each starts on."""
+    reader = csv.reader(handle)
+    out, line = [], 1
+    for row in reader:
+        if row:
+            out.append((line, row))
+        line = reader.line_num + 1
+    return out
+
+
 def read_critical(directory: Path) -> dict[str, dict[str, np.ndarray]]:
-    """critical.npz as {split: {rows, candidates, linear, hierarchical, candidate_tokens}}."""
-    with np.load(directory / "critical.npz") as z:
-        out: dict[str, dict[str, np.ndarray]] = {}
-        for key in z.files:
-            split, name = key.split("/")
-            out.setdefault(split, {})[name] = z[key]
+    """critical.npz as {split: {rows, candidates, linear, hierarchical, candidate_tokens}}; CorruptDiagnostics if
+    it is missing or damaged."""
+    path = directory / "critical.npz"
+    try:
+        with np.load(path) as z:
+            out: dict[str, dict[str, np.ndarray]] = {}
+            for key in z.files:
+                split, name = key.split("/")
+                out.setdefault(split, {})[name] = z[key]
+    except FileNotFoundError:
+        raise corrupt(path, "missing", POSITIONS_REMEDY) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise corrupt(path, array_problem(exc), POSITIONS_REMEDY) from None
     return out

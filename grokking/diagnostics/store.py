@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grokking.diagnostics.probesets import SPLITS
+from grokking.diagnostics.probesets import SPLITS, array_problem, corrupt
 
 EVAL_COLUMNS = ("eval_idx", "step", "lr", "wall_time", "record_s", "weight_norm")
 # chunk folder -> (consolidated file, axis of the evaluation index, dtype)
@@ -37,6 +37,17 @@ def atomic_save(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp.npy")
     np.save(tmp, array)
     os.replace(tmp, path)
+
+
+def load_array(path: Path, mmap: bool = False) -> np.ndarray:
+    """np.load of one diagnostics array; CorruptDiagnostics naming the file if it is missing, truncated (a crash
+    or a full disk mid-copy) or not an .npy at all, instead of numpy's ValueError from deep inside mmap."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise corrupt(path, "missing") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise corrupt(path, array_problem(exc)) from None
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -77,7 +88,13 @@ class Store:
         return read_csv(self.evals_file)
 
     def steps(self) -> np.ndarray:
-        return np.array([int(r["step"]) for r in self.evals()], dtype=np.int64)
+        steps = []
+        for line, row in enumerate(self.evals(), start=2):
+            try:
+                steps.append(int(row["step"]))
+            except (TypeError, ValueError):
+                raise corrupt(self.evals_file, f"line {line} has no integer step ({row.get('step')!r})") from None
+        return np.array(steps, dtype=np.int64)
 
     # -- writing ---------------------------------------------------------------------------------------
     def write_eval(self, index: int, chunks: dict[str, np.ndarray], param_rows: list[dict], param_header: list[str],
@@ -93,7 +110,7 @@ class Store:
     def truncate(self, step: int) -> int:
         """Forget evaluations after `step` everywhere; returns how many evaluations remain."""
         rows = self.evals()
-        kept = [r for r in rows if int(r["step"]) <= step]
+        kept = [r for r, s in zip(rows, self.steps(), strict=True) if s <= step]
         if len(kept) < len(rows):
             write_csv(self.evals_file, EVAL_COLUMNS, kept)
         n = len(kept)
@@ -105,7 +122,7 @@ class Store:
             self._drop_chunks(series, lambda i: i >= n)
             path = self.dir / name
             if path.exists():
-                array = np.load(path)
+                array = load_array(path)
                 if array.shape[axis] > n:
                     atomic_save(path, np.take(array, np.arange(n), axis=axis))
         if n == 0:
@@ -128,11 +145,11 @@ class Store:
         parts = []
         done = 0
         if path.exists():
-            array = np.load(path, mmap_mode="r")
+            array = load_array(path, mmap=True)
             done = min(array.shape[axis], n)
             parts.append(np.take(array, np.arange(done), axis=axis))
         for i in range(done, n):
-            chunk = np.load(self.dir / series / f"{i}.npy")
+            chunk = load_array(self.dir / series / f"{i}.npy")
             parts.append(np.expand_dims(chunk, axis))
         if not parts:
             return None

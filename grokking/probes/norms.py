@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 
+import torch
 from torch import nn
 
 _LAYER = re.compile(r"blocks\.(\d+)\.")
@@ -25,13 +26,14 @@ def _block_of(name: str) -> str:
 
 def weight_norms(model: nn.Module, n_layers: int) -> dict[str, float]:
     """`probe/weight_norm`, `probe/weight_norm_per_layer` and `probe/norm/<block>` for every block
-    (`embedding`, `layer{i}`, `output`). Squares are accumulated in float64."""
+    (`embedding`, `layer{i}`, `output`). Norms are accumulated in float64."""
     squares: dict[str, float] = {"embedding": 0.0, **{f"layer{i}": 0.0 for i in range(n_layers)}, "output": 0.0}
-    for name, param in getattr(model, "_orig_mod", model).named_parameters():
-        if not param.requires_grad:
-            continue
-        block = _block_of(name)
-        squares[block] = squares.get(block, 0.0) + float(param.detach().double().pow(2).sum())
+    named = [(name, p.detach()) for name, p in getattr(model, "_orig_mod", model).named_parameters() if p.requires_grad]
+    if named:  # one fused norm (float64 accumulation) and one host sync, not one per parameter
+        norms = torch.stack(torch._foreach_norm([p for _, p in named], 2, dtype=torch.float64)).tolist()
+        for (name, _), norm in zip(named, norms, strict=True):
+            block = _block_of(name)
+            squares[block] = squares.get(block, 0.0) + norm * norm
     total = math.sqrt(sum(squares.values()))
     metrics = {"probe/weight_norm": total, "probe/weight_norm_per_layer": total / n_layers}
     metrics.update({f"probe/norm/{block}": math.sqrt(value) for block, value in squares.items()})

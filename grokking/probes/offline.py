@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from grokking.checkpoint import SNAPSHOT_KEYS, list_snapshots, load_verified
 from grokking.errors import RunDirError
+from grokking.rundir import config_problem
 from grokking.runfiles import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,20 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor] | None, bool]:
     return loaded.state["model"], loaded.legacy
 
 
+def read_run_config(path: Path):
+    """A run's config.yaml; RunDirError (one line, naming the file) if it holds no grok config."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        problem = f"not text: {exc.reason}"
+    else:
+        problem = config_problem(text)
+    if problem is not None:
+        raise RunDirError(f"{path} is not a valid config ({problem}); restore it, or re-run the run's grok train "
+                          "command, which moves it aside and rewrites it")
+    return OmegaConf.create(text)
+
+
 def probe_run(run_dir: Path, device: torch.device, force: bool = False,
               echo: Callable[[str], None] = print) -> Path:
     """Probe every snapshot of `run_dir` not yet in probes.jsonl (all of them with `force`); returns its path."""
@@ -80,7 +95,7 @@ def probe_run(run_dir: Path, device: torch.device, force: bool = False,
     from grokking.model import build_model
     from grokking.probes import Prober
 
-    cfg = OmegaConf.load(config_path)
+    cfg = read_run_config(config_path)
     data = load_task_data(cfg)
     model = build_model(cfg.model, data.vocab.size).to(device)
     prober = Prober(cfg, data, run_dir, device)

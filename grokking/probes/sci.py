@@ -85,42 +85,75 @@ def packing_template(n: int) -> PackingTemplate:
 
 
 def _template_tensors(template: PackingTemplate, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Position ids [rows, n+1] and the boolean attention mask [rows, 1, n+1, n+1] of one sentence's rows."""
+    """Position ids [rows, n+1] and segment ids [rows, n+1] of one sentence's rows."""
     positions = torch.as_tensor(np.where(template.word >= 0, template.word + 1, 0), device=device)
-    segment = torch.as_tensor(template.segment, device=device)
+    return positions, torch.as_tensor(template.segment, device=device)
+
+
+def _row_masks(segment: Tensor) -> Tensor:
+    """The boolean attention masks [rows, 1, n+1, n+1] of rows with these segment ids [rows, n+1]: causal within
+    each segment, and every slot sees the shared SOS (column 0)."""
     width = segment.shape[1]
     same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, None, :] >= 0)
-    allowed = (same & causal_mask(width, device)) | (torch.arange(width, device=device) == 0)
-    return positions, allowed[:, None]
+    allowed = (same & causal_mask(width, segment.device)) | (torch.arange(width, device=segment.device) == 0)
+    return allowed[:, None]
 
 
 @torch.no_grad()
 def _charts_of_length(members: Members, sentences: Tensor, sos: int, pad: int, batch_size: int) -> np.ndarray:
-    """SCI charts [K, S, n, n] of S sentences with n words each ([S, n] ids, no SOS), for every member."""
+    """SCI charts [K, S, n, n] of S sentences with n words each ([S, n] ids, no SOS), for every member.
+
+    Memory is bounded by the chunk, one forward pass of at most `rows_per_pass` rows, not by n^2: each pass's
+    states are turned into chart cells at once, member by member, and never stacked for the whole sentence. A
+    span's sums are differences of running sums (float64): the span-restricted sum over the running sum along its
+    row, the full-context sum over the prefix sums [K, S, n+1, d] of the normal pass (template row 0, run first)."""
     count, n = sentences.shape
     device = sentences.device
     template = packing_template(n)
-    positions, allowed = _template_tensors(template, device)
+    positions, segments = _template_tensors(template, device)
     word = torch.as_tensor(template.word, device=device)
     rows = torch.where(word >= 0, sentences[:, word.clamp(min=0)], torch.where(word == -1, sos, pad))
     rows = rows.reshape(-1, n + 1)  # [S * rows, n+1], sentence-major
     per_pass = rows_per_pass(batch_size, n + 1)
-    states = []
-    for start in range(0, rows.shape[0], per_pass):
-        chunk = rows[start : start + per_pass]
-        sentence_rows = torch.arange(start, start + chunk.shape[0], device=device) % template.rows
-        states.append(members.apply(hidden_states, chunk, positions[sentence_rows], allowed[sentence_rows]))
-    states = torch.cat(states, dim=1).view(members.size, count, template.rows, n + 1, -1)
-    row_of = torch.as_tensor(template.row_of, device=device)[:, None]
-    valid = torch.as_tensor(template.valid, device=device)[None, None, :, :, None]
-    segments = states[:, :, row_of, torch.as_tensor(template.col_of, device=device)] * valid  # [K, S, start, offset, d]
-    span_sums = segments.cumsum(dim=3)
-    full_index = (torch.arange(n, device=device)[:, None] + torch.arange(n, device=device)[None, :]).clamp(max=n - 1)
-    full_sums = (segments[:, :, 0][:, :, full_index] * valid).cumsum(dim=3)
-    cosine = F.cosine_similarity(span_sums, full_sums, dim=-1).double().cpu().numpy()  # [K, S, start, offset]
+    # every slot of a row that holds a word of a segment: the span (g, j) it ends, and the column before g's first
+    slot_row, slot_col = np.nonzero(template.segment >= 0)
+    slot_start = template.segment[slot_row, slot_col]
+    slot_end = template.word[slot_row, slot_col]
+    slot_before = template.col_of[slot_start, 0] - 1
+    by_row = [np.flatnonzero(slot_row == r) for r in range(template.rows)]
     charts = np.zeros((members.size, count, n, n))
-    starts, offsets = np.nonzero(template.valid)
-    charts[:, :, starts, starts + offsets] = cosine[:, :, starts, offsets]
+
+    def states_of(indices: np.ndarray) -> Tensor:
+        """Last-layer states [K, len(indices), n+1, d] of these rows of `rows`, one forward pass per chunk."""
+        index = torch.as_tensor(indices, device=device)
+        template_rows = index % template.rows
+        return members.apply(hidden_states, rows[index], positions[template_rows], _row_masks(segments[template_rows]))
+
+    def fill(indices: np.ndarray, states: Tensor, prefix: Tensor) -> None:
+        """Chart cells of the slots in these rows (their states [K, rows, n+1, d])."""
+        chunk_row = np.concatenate([np.full(len(by_row[i % template.rows]), c) for c, i in enumerate(indices)])
+        slots = np.concatenate([by_row[i % template.rows] for i in indices])
+        sentence = indices[chunk_row] // template.rows
+        chunk_row_t, sentence_t = (torch.as_tensor(a, device=device) for a in (chunk_row, sentence))
+        col, before, start, end = (torch.as_tensor(a[slots], device=device)
+                                   for a in (slot_col, slot_before, slot_start, slot_end))
+        cosines = []
+        for k in range(members.size):
+            running = states[k].double().cumsum(dim=1)  # [rows, n+1, d]
+            restricted = running[chunk_row_t, col] - running[chunk_row_t, before]
+            full = prefix[k, sentence_t, end + 1] - prefix[k, sentence_t, start]
+            cosines.append(F.cosine_similarity(restricted, full, dim=-1))
+        charts[:, sentence, slot_start[slots], slot_end[slots]] = torch.stack(cosines).cpu().numpy()
+
+    normal = np.arange(count) * template.rows  # template row 0: segment 0 alone, the normal forward pass
+    states = torch.cat([states_of(normal[i : i + per_pass]) for i in range(0, count, per_pass)], dim=1)
+    prefix = F.pad(states[:, :, 1:].double().cumsum(dim=2), (0, 0, 1, 0))  # [K, S, n+1, d]: sums of words < m
+    fill(normal, states, prefix)
+    del states
+    others = np.flatnonzero(np.arange(count * template.rows) % template.rows)
+    for i in range(0, len(others), per_pass):
+        chunk = others[i : i + per_pass]
+        fill(chunk, states_of(chunk), prefix)
     return charts
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from grokking.report.collect import Run
 from grokking.report.document import Block, Heading, Image, Paragraph, Table
 from grokking.runfiles import curve, first_argmax, grokking_step
 
+log = logging.getLogger(__name__)
 DPI = 100
 MAX_ROWS = 300  # heat-map rows per split (critical and structure-sensitive positions first)
 BIFURCATION_GROUPS = ("embedding", "attn_q", "attn_k", "attn_v", "attn_out", "mlp_in", "mlp_out", "unembedding")
@@ -199,11 +201,8 @@ def plot_bifurcation(run: Run, store: Store, t_bif: dict[str, int | None], marks
 def run_section(run: Run, out: Path, threshold: float) -> tuple[list[Block], list[Path]]:
     store = Store(run.path / DIAGNOSTICS_DIR)
     analysis = store.dir / ANALYSIS_DIR / "token_metrics.csv"
-    try:
-        if not analysis.exists() or not (store.dir / "events.json").exists():
-            analyze_run(run.path)
-    except DiagnosticsError as exc:
-        return [Heading(_label(run), 3), Paragraph(f"diagnostics not analysed: {exc}")], []
+    if not analysis.exists() or not (store.dir / "events.json").exists():
+        analyze_run(run.path)
     events = json.loads((store.dir / "events.json").read_text())
     val, gen = curve(run.records, "val/acc"), curve(run.records, "gen/acc")
     best = first_argmax(val.values)
@@ -251,7 +250,11 @@ def diagnostics_section(runs: list[Run], out: Path, threshold: float) -> tuple[l
         "and dip-test p < 0.01 (earliest tensor per group).")]
     figures: list[Path] = []
     for run in chosen:
-        run_blocks, run_figures = run_section(run, out, threshold)
+        try:
+            run_blocks, run_figures = run_section(run, out, threshold)
+        except DiagnosticsError as exc:  # one run's missing or damaged diagnostics never stop the report
+            log.warning("grok: warning: %s: diagnostics skipped: %s", _label(run), exc)
+            run_blocks, run_figures = [Heading(_label(run), 3), Paragraph(f"diagnostics not analysed: {exc}")], []
         blocks += run_blocks
         figures += run_figures
     return blocks, figures

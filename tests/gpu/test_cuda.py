@@ -1,8 +1,11 @@
-"""CUDA-only checks (marker `gpu`; skipped without a GPU): the static-shape pack step, bf16, CUDA graphs, and a
-seed pack trained end to end on the device. `scripts/gpu_check.sh` runs these first."""
+"""CUDA-only checks (marker `gpu`; skipped without a GPU): the static-shape pack step, bf16, tf32, CUDA graphs
+(compile=true with dropout over several padded widths), and a seed pack trained end to end on the device.
+`scripts/gpu_check.sh` runs these; its CPU rehearsal (GROK_GPU_REHEARSAL=1, the hook in tests/conftest.py) runs each one
+up to its first CUDA call. tests/unit/test_compile.py has the CPU twins of the compile checks."""
 
 import copy
 import json
+import os
 
 import pytest
 import torch
@@ -11,29 +14,31 @@ from omegaconf import OmegaConf
 from grokking.model import ModelShape, TransformerLM
 from grokking.train import PackStep, SingleStep
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+REHEARSAL = os.environ.get("GROK_GPU_REHEARSAL") == "1"  # the CPU rehearsal: run up to the first CUDA call
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available() and not REHEARSAL,
+                                                  reason="needs a CUDA device")]
 SEEDS = (42, 52, 62)
 
 
-def config(compile_model: bool = False):
+def config(compile_model: bool = False, precision: str = "fp32"):
     return OmegaConf.create({"optim": {"betas": [0.9, 0.999], "eps": 1e-7, "weight_decay": 0.0},
-                             "compile": compile_model})
+                             "compile": compile_model, "precision": precision})
 
 
-def models(device: str) -> list[TransformerLM]:
+def models(device: str, dropout: float = 0.0) -> list[TransformerLM]:
     out = []
     for seed in SEEDS:
         torch.manual_seed(seed)
-        out.append(TransformerLM(ModelShape(vocab_size=40, d_model=64, n_heads=4, d_ff=128, n_layers=2, dropout=0.0,
-                                            attn_dropout=0.0)).to(device))
+        out.append(TransformerLM(ModelShape(vocab_size=40, d_model=64, n_heads=4, d_ff=128, n_layers=2,
+                                            dropout=dropout, attn_dropout=dropout)).to(device))
     return out
 
 
-def batches(n: int):
+def batches(n: int, length: int | None = None):
     generator = torch.Generator().manual_seed(n)
     out = []
     for _ in SEEDS:
-        length = int(torch.randint(6, 30, (1,), generator=generator))
+        length = length or int(torch.randint(6, 30, (1,), generator=generator))
         ids = torch.randint(1, 40, (8, length), generator=generator)
         targets = ids.roll(-1, 1)
         targets[:3, -4:] = -100
@@ -70,11 +75,45 @@ def test_cuda_graph_step_matches_eager(engine):
     assert torch.allclose(eager, graphed, rtol=1e-3, atol=1e-4)
 
 
+def test_tf32_pack_step_tracks_fp32():
+    fp32 = train_steps(PackStep(models("cuda"), config(), torch.device("cuda"), pad=0), "cuda")
+    try:
+        tf32 = train_steps(PackStep(models("cuda"), config(precision="tf32"), torch.device("cuda"), pad=0), "cuda")
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision("highest")
+    assert torch.isfinite(tf32).all() and torch.allclose(tf32[:, :, 0], fp32[:, :, 0], rtol=1e-2)
+
+
+def repeated_losses(step, widths=(10, 20, 30)) -> torch.Tensor:
+    """[widths, repeats, K] losses of unchanged weights (lr 0) on one batch per width: each a new dropout draw."""
+    torch.manual_seed(0)
+    off = torch.autocast("cuda", enabled=False)
+    return torch.stack([torch.stack([step(batches(n, w), 0.0, 1.0, off, torch.device("cuda"))[:, 0].cpu()
+                                     for _ in range(16)]) for n, w in enumerate(widths)])
+
+
+@pytest.mark.parametrize("engine", ["single", "pack"])
+def test_compiled_step_with_dropout_over_three_widths_matches_eager(engine):
+    """compile=true (CUDA graphs) with dropout 0.1 on batches of three padded widths (16, 24, 32): finite losses
+    whose mean per width and member matches eager's within 5 standard errors (compiled code draws its own masks)."""
+    def make(compile_model):
+        built = models("cuda", dropout=0.1)
+        if engine == "single":
+            return SingleStep(built[0], config(compile_model), torch.device("cuda"), pad=0)
+        return PackStep(built, config(compile_model), torch.device("cuda"), pad=0)
+
+    eager, compiled = repeated_losses(make(False)), repeated_losses(make(True))
+    assert torch.isfinite(compiled).all(), compiled
+    error = ((compiled.var(dim=1) + eager.var(dim=1)) / compiled.shape[1]).sqrt()
+    assert ((compiled.mean(dim=1) - eager.mean(dim=1)).abs() <= 5 * error + 1e-4).all()
+
+
 def test_a_seed_pack_trains_end_to_end_on_cuda(tmp_path):
     from cli.compose import compose_config
     from grokking.train import train
 
-    cfg = compose_config(["experiment=smoke", "device=cuda", "seeds=[1,2]", f"paths.runs={tmp_path}/runs",
+    cfg = compose_config(["experiment=smoke", "device=cuda", "seed=1", "seeds=[1,2]", f"paths.runs={tmp_path}/runs",
                           f"data.dir={tmp_path}/data", "precision=bf16"])
     train(cfg)
     for seed in (1, 2):

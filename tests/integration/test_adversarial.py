@@ -50,7 +50,7 @@ BAD_INPUT = [
     (["train", "train.log_every=0"], "train.log_every must be positive"),
     (["train", "train.snapshot_every=-1"], "train.snapshot_every must be >= 0"),
     (["train", "depth=-2"], "depth must be positive"),
-    (["train", "precision=fp16"], "precision must be fp32 or bf16"),
+    (["train", "precision=fp16"], "precision must be fp32, tf32 or bf16"),
     (["train", "resume=sometimes"], "resume must be auto, force or never"),
     (["train", "logger.mode=loud"], "logger.mode must be online, offline or disabled"),
     (["train", "diagnostics.log_ratio=1.0"], "diagnostics.log_ratio must be > 1"),
@@ -62,11 +62,18 @@ BAD_INPUT = [
     (["train", "seeds=[3,3]"], "seeds must be a non-empty list of distinct seeds"),
     (["train", "seeds=[1,2]", "seed=5"], "seed=5 is not a member of seeds=[1, 2]"),
     (["train", "eval.ema=[1.5]"], "eval.ema must be distinct decays in (0, 1)"),
+    (["train", "-m", "+sweep=smoke", "--cfg", "job"], "--cfg shows one job's config: drop -m/+sweep="),
     (["train", "eval.ema=[0.99,0.99]"], "eval.ema must be distinct decays in (0, 1)"),
     (["train", "eval.ema=0.99"], "eval.ema: Invalid value assigned"),
     (["train", "pack=seeds"], "pack=seeds groups the seeds of a sweep"),
     (["train", "--cfg"], "--cfg needs a value"),
     (["train", "-m", "seed=range(0)"], "the sweep has no jobs"),
+    (["train", "tag=_éü日本"], """non-ASCII values need quotes, e.g. 'tag="_éü日本"'"""),
+    (["train", "tag=a;b"], """at ';': values with such characters need quotes, e.g. 'tag="a;b"'"""),
+    (["train", "task.steps=1000000000000000000000"], "train.steps (task.steps) must be at most 10**9"),
+    (["train", "task.steps=1e21"], "task.steps: Value '1e+21' of type 'float' could not be converted to Integer"),
+    (["train", "task.steps=2.5"], "task.steps: Value '2.5' of type 'float' could not be converted to Integer"),
+    (["train", "model.d_model=1000000", "model.d_ff=1000000"], "the run needs at least 192.0 TB of memory"),
     (["train", "-m", "depth=2,0"], "depth must be positive"),
     # grok data
     (["data", "data.seed=-3"], "data.seed must be >= 0"),
@@ -77,6 +84,7 @@ BAD_INPUT = [
     (["status", "no/such/dir"], "no such directory"),
     (["status", ".", "--sweep", "nosuch"], "no sweep preset 'nosuch'"),
     (["status", ".", "seed=range(0)"], "the sweep has no jobs"),
+    (["status", ".", "tag=_éü日本"], "non-ASCII values need quotes"),
     # grok probe
     (["probe"], "the following arguments are required: run_dir"),
     (["probe", ".", "--bogus"], "unrecognized arguments: --bogus"),
@@ -89,6 +97,7 @@ BAD_INPUT = [
     (["sweep", "emit", "nosuch"], "no sweep preset 'nosuch'"),
     (["sweep", "emit", "seed=range(0)"], "the sweep has no jobs"),
     (["sweep", "emit", "smoke", "depth=0"], "depth must be positive"),
+    (["sweep", "emit", "smoke", "tag=_éü日本"], "non-ASCII values need quotes"),
     (["sweep", "emit", "--bogus"], "unrecognized arguments: --bogus"),
     # grok report / analyze / unknown subcommand
     (["report"], "the following arguments are required: dir"),
@@ -350,19 +359,6 @@ def test_changed_config_resume_never_and_force_keep_every_old_file(tmp_path, cop
         assert "force=true" not in (old / "train.log").read_text()
 
 
-@pytest.mark.slow
-def test_data_problems_found_after_start_up_record_a_failed_status(tmp_path, grok, data_dir, one_line_error):
-    short = grok(*train_args(data_dir, "model.max_len=5"), cwd=tmp_path)
-    one_line_error(short, "model.max_len (5) is shorter than the longest sequence")
-    assert status_of(tmp_path / "run")["status"] == "failed"
-    assert grok("data", "experiment=smoke", f"data.dir={data_dir}", f"export={tmp_path}/orig",
-                cwd=tmp_path).returncode == 0
-    (tmp_path / "orig" / "question.dev").write_text("")
-    empty = grok(*train_args(data_dir, f"data.source={tmp_path}/orig", "run_dir=src"), cwd=tmp_path)
-    one_line_error(empty, "empty val split")
-    assert "empty val split" in status_of(tmp_path / "src")["reason"]
-
-
 # -- tolerant readers ----------------------------------------------------------------------------------------
 MALFORMED = ['[1, 2, 3]', '{"step": "ten", "val/acc": 0.5}', 'not json', '{"step": 1.5}', '"text"']
 
@@ -396,7 +392,8 @@ def start(tmp_path: Path, args: list[str]) -> subprocess.Popen:
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 75), (signal.SIGINT, 130)])
 def test_a_signal_during_start_up_exits_with_a_truthful_status_and_no_traceback(tmp_path, sig, code):
-    # a fresh data directory: the data is generated during start-up, after the run directory is locked
+    # a fresh data directory: the data is generated (and checked) before the run directory exists; after the lock
+    # start-up still builds the model, the evaluator and the init checkpoint before the first step
     process = start(tmp_path, ["train", "experiment=smoke", f"data.dir={tmp_path}/data", "run_dir=run", *FAST])
     deadline = time.monotonic() + 60
     while not (tmp_path / "run" / ".lock").exists():
@@ -455,3 +452,184 @@ def test_ctrl_c_saves_at_the_next_step_and_exits_130(tmp_path, data_dir):
     status = status_of(tmp_path / "run")
     assert status["status"] == "preempted" and "SIGINT received" in status["reason"]
     assert status["step"] == step_of(tmp_path / "run" / "ckpt" / "latest.pt") >= 20
+
+
+# -- damaged run files and impossible runs (issue 20) ----------------------------------------------------------
+NEW_BAD_INPUT = [  # through the real console script as well as in BAD_INPUT
+    (["tag=_éü日本"], """grok: error: cannot parse the override tag=_éü日本 at 'é': non-ASCII values need quotes, """
+                     """e.g. 'tag="_éü日本"'"""),
+    (["task.steps=1000000000000000000000"], "train.steps (task.steps) must be at most 10**9 (1000000000), got "
+                                            "1000000000000000000000"),
+    (["model.d_model=1000000", "model.d_ff=1000000"], "the run needs at least 192.0 TB of memory (48.0 TB weights, "
+                                                      "144.0 TB gradients and AdamW state"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), NEW_BAD_INPUT, ids=[" ".join(o) for o, _ in NEW_BAD_INPUT])
+def test_unquoted_unicode_absurd_steps_and_a_model_too_big_for_memory_are_one_line(tmp_path, grok, data_dir,
+                                                                                     one_line_error, overrides,
+                                                                                     message):
+    result = grok(*train_args(data_dir, *overrides), cwd=tmp_path)
+    one_line_error(result, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_quoted_unicode_tag_is_accepted(tmp_path, grok):
+    result = grok("sweep", "emit", "smoke", """tag="_éü日本\"""", cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "_éü日本" in result.stdout
+
+
+def test_data_problems_are_refused_before_the_run_directory_exists(tmp_path, grok, data_dir, one_line_error):
+    short = grok(*train_args(data_dir, "model.max_len=5"), cwd=tmp_path)
+    one_line_error(short, "model.max_len (5) is shorter than the longest sequence")
+    assert not (tmp_path / "run").exists()
+    assert grok("data", "experiment=smoke", f"data.dir={data_dir}", f"export={tmp_path}/orig",
+                cwd=tmp_path).returncode == 0
+    (tmp_path / "orig" / "question.dev").write_text("")
+    empty = grok(*train_args(data_dir, f"data.source={tmp_path}/orig", "run_dir=src"), cwd=tmp_path)
+    one_line_error(empty, f"empty val split in data.source={tmp_path}/orig")
+    (tmp_path / "orig" / "question.train").unlink()
+    missing = grok(*train_args(data_dir, f"data.source={tmp_path}/orig", "run_dir=src"), cwd=tmp_path)
+    one_line_error(missing, f"missing data file {tmp_path}/orig/question.train (data.source)")
+    nowhere = grok(*train_args(data_dir, f"data.source={tmp_path}/none", "run_dir=src"), cwd=tmp_path)
+    one_line_error(nowhere, f"data.source {tmp_path}/none is not a directory")
+    assert not (tmp_path / "src").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("content", ["[1, 2]", '"hello"'])
+def test_a_status_json_that_is_no_status_record_counts_as_missing(tmp_path, copied, grok, data_dir, content):
+    (copied / "status.json").write_text(content + "\n")
+    status = grok("status", "run", cwd=tmp_path)
+    assert status.returncode == 0 and not status.stderr, status.stderr
+    (row,) = [line for line in status.stdout.splitlines() if line.startswith(".")]
+    assert " unknown " in row and "unreadable status.json (not a status record)" in row
+    resumed = grok(*train_args(data_dir, "task.steps=30"), cwd=tmp_path)
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
+    assert "from latest.pt at step 20" in resumed.stdout + resumed.stderr  # the checkpoints decided
+    assert status_of(copied)["status"] == "done" and status_of(copied)["step"] == 30
+
+
+@pytest.mark.slow
+def test_a_config_yaml_that_is_not_yaml_is_moved_aside_and_rewritten(tmp_path, copied, grok, data_dir,
+                                                                     one_line_error):
+    garbage = "task: [qf\n  depth: }\n"
+    (copied / "config.yaml").write_text(garbage)
+    probed = grok("probe", "run", cwd=tmp_path)
+    one_line_error(probed, "run/config.yaml is not a valid config (not YAML: ")
+    assert "restore it, or re-run the run's grok train command" in probed.stderr
+
+    changed = grok(*train_args(data_dir, "task.steps=30", "optim.lr=3e-4"), cwd=tmp_path)
+    one_line_error(changed, "holds a run with a different training config (config hash differs)")
+    (aside,) = copied.glob("config.yaml.corrupt-*")
+    assert aside.read_text() == garbage and not (copied / "config.yaml").exists()
+
+    (copied / "config.yaml").write_text(garbage)
+    resumed = grok(*train_args(data_dir, "task.steps=30"), cwd=tmp_path)
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
+    output = resumed.stdout + resumed.stderr
+    warned = [line for line in output.splitlines() if "is not a valid config" in line]
+    assert len(warned) == 1 and "run/config.yaml is not a valid config (not YAML: " in warned[0], output
+    assert "moved aside to config.yaml.corrupt-" in warned[0] and "from latest.pt at step 20" in output
+    assert sorted(p.read_text() for p in copied.glob("config.yaml.corrupt-*")) == [garbage, garbage]
+    assert "steps: 30" in (copied / "config.yaml").read_text()
+    assert status_of(copied)["status"] == "done" and status_of(copied)["step"] == 30
+    assert grok("status", "run", cwd=tmp_path).stdout.count(" done ") == 1
+
+
+@pytest.mark.slow
+def test_a_refusal_names_every_changed_key(tmp_path, copied, grok, data_dir, one_line_error):
+    changed = ["optim.lr=3e-4", "optim.eps=1e-8", "optim.weight_decay=0.1", "optim.grad_clip=2", "model.dropout=0.2",
+               "model.attn_dropout=0.2", "optim.betas=[0.8,0.99]"]
+    result = grok(*train_args(data_dir, *changed), cwd=tmp_path)
+    one_line_error(result, "different training config (model.attn_dropout, model.dropout, optim.betas, optim.eps, "
+                           "optim.grad_clip, optim.lr, optim.weight_decay); use resume=force")
+    more = grok(*train_args(data_dir, *changed, "model.output_bias=false", "model.scale_embedding=false"),
+                cwd=tmp_path)
+    one_line_error(more, "optim.grad_clip, optim.lr, and 1 more); use resume=force")
+
+
+@pytest.mark.slow
+def test_stale_temporary_files_of_dead_processes_are_removed_at_start(tmp_path, copied, grok, data_dir):
+    dead = [copied / "ckpt" / ".latest.pt.tmp999999999", copied / ".status.json.tmp999999998",
+            copied / "ckpt" / "snapshots" / ".step_000000010.pt.tmp999999997"]
+    alive = copied / "ckpt" / f".previous.pt.tmp{os.getpid()}"  # this test's process: a live writer
+    for path in [*dead, alive]:
+        path.write_bytes(b"")  # as a SIGKILL mid-save leaves them
+    result = grok(*train_args(data_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not any(path.exists() for path in dead) and alive.exists()
+    assert "removed 3 stale temporary file(s) of killed processes" in result.stdout + result.stderr
+
+
+# -- damaged diagnostics ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def diagnosed(tmp_path_factory, data_dir) -> Path:
+    """A directory holding `run/`: the tiny run trained to step 20 with diagnostics=on, made once."""
+    root = tmp_path_factory.mktemp("diagnosed")
+    result = subprocess.run([GROK, *train_args(data_dir, "diagnostics=on", "diagnostics.n_per_split=15",
+                                               "diagnostics.log_start=2")],
+                            cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def diagnosed_copy(diagnosed: Path, target: Path) -> Path:
+    shutil.copytree(diagnosed / "run", target, ignore=shutil.ignore_patterns(".lock"))
+    return target
+
+
+@pytest.mark.slow
+def test_a_truncated_diagnostics_array_is_one_line_for_analyze_and_skipped_by_report(tmp_path, diagnosed, grok,
+                                                                                     one_line_error):
+    bad = diagnosed_copy(diagnosed, tmp_path / "runs" / "bad")
+    good = diagnosed_copy(diagnosed, tmp_path / "runs" / "good")
+    array = bad / "diagnostics" / "surprisal.val.npy"
+    array.write_bytes(array.read_bytes()[: array.stat().st_size // 2])
+    one_line_error(grok("analyze", "runs/bad", cwd=tmp_path),
+                   "runs/bad/diagnostics/surprisal.val.npy: truncated or corrupt (")
+
+    report = grok("report", "runs", cwd=tmp_path)
+    assert report.returncode == 0 and "Traceback" not in report.stderr, report.stderr
+    warned = [line for line in report.stderr.splitlines() if "diagnostics skipped" in line]
+    assert len(warned) == 1 and "runs/bad/diagnostics/surprisal.val.npy: truncated or corrupt" in warned[0]
+    assert (tmp_path / "runs" / "report" / "diag_good_heatmap.png").exists()
+    assert not (tmp_path / "runs" / "report" / "diag_bad_heatmap.png").exists()
+    assert "diagnostics not analysed" in (tmp_path / "runs" / "report" / "report.md").read_text()
+
+    analysed_then_damaged = grok("analyze", "runs/good", cwd=tmp_path)  # analysis files exist, the figures fail
+    assert analysed_then_damaged.returncode == 0, analysed_then_damaged.stderr
+    chunk = good / "diagnostics" / "param_hist.npy"
+    chunk.write_bytes(chunk.read_bytes()[:40])
+    again = grok("report", "runs", cwd=tmp_path)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert sum("diagnostics skipped" in line for line in again.stderr.splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_garbage_in_positions_csv_is_skipped_at_the_end_and_one_line_in_the_middle(tmp_path, diagnosed, grok,
+                                                                                    one_line_error):
+    run = diagnosed_copy(diagnosed, tmp_path / "run")
+    positions = run / "diagnostics" / "positions.csv"
+    lines = positions.read_text().splitlines(keepends=True)
+    positions.write_text("".join(lines) + "garbage,,line\n")
+    tail = grok("analyze", "run", cwd=tmp_path)
+    assert tail.returncode == 0 and "Traceback" not in tail.stderr, tail.stderr
+    assert tail.stderr.strip().splitlines() == [
+        f"grok: warning: run/diagnostics/positions.csv: skipped 1 malformed line(s) at the end (line "
+        f"{len(lines) + 1}: 3 fields, not 11)"]
+    positions.write_text("".join([*lines[:5], "garbage,,line\n", *lines[5:]]))
+    one_line_error(grok("analyze", "run", cwd=tmp_path),
+                   "run/diagnostics/positions.csv: line 6 is malformed (3 fields, not 11); copy it from another "
+                   "seed's run")
+
+
+@pytest.mark.slow
+def test_analyze_names_the_missing_diagnostics_file(tmp_path, diagnosed, grok, one_line_error):
+    run = diagnosed_copy(diagnosed, tmp_path / "run")
+    (run / "diagnostics" / "evals.csv").unlink()
+    one_line_error(grok("analyze", "run", cwd=tmp_path),
+                   "run/diagnostics/evals.csv: missing (the index of the recorded evaluations)")
+    shutil.rmtree(run / "diagnostics")
+    one_line_error(grok("analyze", "run", cwd=tmp_path), "run has no diagnostics (train with diagnostics=on)")

@@ -137,6 +137,7 @@ def test_dropout_members_follow_their_single_runs_curves(tmp_path, data_dir):
 def test_a_member_with_a_non_finite_loss_leaves_the_pack_as_failed(tmp_path, data_dir, monkeypatch):
     from cli.compose import compose_config
     from grokking import train as train_module
+    from grokking.errors import TrainingFailed
     from grokking.pack import PackedLM
 
     real_losses, calls = PackedLM.losses_each, {"n": 0}  # the CPU pack step's loss
@@ -151,7 +152,8 @@ def test_a_member_with_a_non_finite_loss_leaves_the_pack_as_failed(tmp_path, dat
     monkeypatch.setattr(PackedLM, "losses_each", poisoned)
     cfg = compose_config(["experiment=smoke", f"data.dir={data_dir}", f"paths.runs={tmp_path}/runs", PACK,
                           "train.save_every=10", "probes.enabled=false"])
-    train_module.train(cfg)
+    with pytest.raises(TrainingFailed, match=r"1 of 3 members of the seed pack did not finish: seed 52: non-finite"):
+        train_module.train(cfg)  # the others finish first; then the pack reports the failure (non-zero exit)
     failed = json.loads((run_dir(tmp_path, 52) / "status.json").read_text())
     assert failed["status"] == "failed" and "non-finite" in failed["reason"] and failed["step"] == 20
     state = torch.load(run_dir(tmp_path, 52) / "ckpt" / "latest.pt", weights_only=True)

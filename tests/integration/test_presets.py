@@ -52,8 +52,9 @@ def test_sweep_presets_land_in_their_presets_directories(sweep):
     paper_dir, paper_hash = paper_run(cfg.task.name, cfg.depth, cfg.seed)
     if sweep.startswith("paper_"):
         assert config_hash(cfg) == paper_hash and cfg.run_dir == paper_dir
-    else:
-        assert config_hash(cfg) != paper_hash and cfg.run_dir != paper_dir and sweep in cfg.run_dir
+    else:  # its own directory: the preset's name, or (demo_depth) the demo's, whose depth-6 runs it shares
+        own = "demo" if sweep == "demo_depth" else sweep
+        assert config_hash(cfg) != paper_hash and cfg.run_dir != paper_dir and f"-{own}" in cfg.run_dir
 
 
 @pytest.mark.slow

@@ -34,8 +34,25 @@ def test_cache_layout_and_reuse(tmp_path, monkeypatch, name):
     assert manifest["config"]["seed"] == 1234 and manifest["files"]["train.txt"]["lines"] == 300
     assert [p.name for p in tmp_path.joinpath(name).iterdir()] == [data.directory.name]  # no temp dirs left
     monkeypatch.setattr(store, "generate", lambda *a: pytest.fail("the valid cache was not reused"))
+    monkeypatch.setattr(store, "_last", None)  # read the cache from disk, not the dataset this process holds
     again = load_task_data(make_cfg(tmp_path, name))
+    assert again is not data
     assert (again.train, again.val, again.gen, again.vocab) == (data.train, data.val, data.gen, data.vocab)
+
+
+def test_a_second_load_of_unchanged_files_is_the_same_dataset(tmp_path, monkeypatch):
+    """grok train loads the data before it creates the run directory and again to train: read once."""
+    data = load_task_data(make_cfg(tmp_path))
+    monkeypatch.setattr(store, "read_cache", lambda *a: pytest.fail("the files were read again"))
+    assert load_task_data(make_cfg(tmp_path)) is data
+    monkeypatch.undo()
+    export_original(data, tmp_path / "orig")
+    source = make_cfg(tmp_path, source=str(tmp_path / "orig"))
+    imported = load_task_data(source)
+    assert load_task_data(source) is imported and imported is not data
+    dev = tmp_path / "orig" / "question.dev"
+    dev.write_text("".join(dev.read_text().splitlines(keepends=True)[:-1]))  # a changed file is read again
+    assert len(load_task_data(source).val) == len(imported.val) - 1
 
 
 def test_same_seed_gives_byte_identical_files_other_seed_differs(tmp_path):
