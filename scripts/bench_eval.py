@@ -39,9 +39,9 @@ def load_module(path: str):
     return module
 
 
-def timed(fn):
+def timed(fn, *args):
     start = time.perf_counter()
-    result = fn()
+    result = fn(*args)
     return time.perf_counter() - start, result
 
 
@@ -69,20 +69,22 @@ def main() -> None:
     times: dict[str, list[float]] = {"step": [], "before": [], "one pass, kept": [], "fixed 2k gen": []}
     done = 0
     for _ in range(args.rounds):
-        elapsed, _ = timed(lambda: [step([batches.batch(done + i)], 3e-4, 1.0, autocast, device)
-                                    for i in range(args.steps)])
+        start = time.perf_counter()
+        for i in range(args.steps):
+            step([batches.batch(done + i)], 3e-4, 1.0, autocast, device)
+        elapsed = time.perf_counter() - start
         done += args.steps
         times["step"].append(elapsed / args.steps)
         model.eval()
         members = Members.of(model)
         with torch.no_grad():
             if before is not None:
-                elapsed, old = timed(lambda: before.evaluate(members, data, cfg.task, cfg.train.eval_batch_size, device,
-                                                             [1], 0)[0])
+                elapsed, [old] = timed(before.evaluate, members, data, cfg.task, cfg.train.eval_batch_size, device,
+                                       [1], 0)
                 times["before"].append(elapsed)
-            elapsed, new = timed(lambda: kept(members, [1], 0)[0])
+            elapsed, [new] = timed(kept, members, [1], 0)
             times["one pass, kept"].append(elapsed)
-            elapsed, _ = timed(lambda: kept_sampled(members, [1], 0)[0])
+            elapsed, _ = timed(kept_sampled, members, [1], 0)
             times["fixed 2k gen"].append(elapsed)
         model.train()
         if before is not None:

@@ -47,7 +47,7 @@ def test_a_pack_member_averages_and_saves_what_its_single_run_does():
     stacked = {"w": torch.stack([s["w"] for s in singles]).clone()}
     pack = WeightAverages(stacked, [0.99], members=3)
     alone = [WeightAverages(s, [0.99], members=None) for s in singles]
-    for step in range(10):
+    for _ in range(10):
         delta = torch.randn(3, 3, 2)
         stacked["w"].add_(delta)
         for k, s in enumerate(singles):
