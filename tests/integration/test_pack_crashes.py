@@ -163,16 +163,20 @@ def test_status_names_the_checkpoints_step_while_running_and_after_a_sigkill(tmp
 def test_a_pack_sigkilled_at_five_points_ends_as_the_uninterrupted_pack(tmp_path, data_dir, reference):
     rng = random.Random(3)
     args = pack_args(data_dir)
-    for seed, step in ((52, 20), (62, 40)):  # two between members' saves
-        assert grok(tmp_path, args, env=kill_after_save(seed, step)).returncode == -signal.SIGKILL
-        for _ in range(2 if seed == 52 else 1):  # three at random moments
-            process = subprocess.Popen([GROK, *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-            log_file = member(tmp_path, 42) / "train_log.jsonl"
-            wait_for_step(log_file, min(55, step + 5 + rng.randrange(0, 10)), process)
-            time.sleep(rng.random() * 0.5)
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
+
+    def kill_at_random_after(step: int) -> None:
+        process = subprocess.Popen([GROK, *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_step(member(tmp_path, 42) / "train_log.jsonl", step + rng.randrange(0, 5), process)
+        time.sleep(rng.random() * 0.2)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+
+    # two kills between members' saves (each before the pack got there), three at random moments in between
+    assert grok(tmp_path, args, env=kill_after_save(52, 20)).returncode == -signal.SIGKILL
+    kill_at_random_after(25)
+    assert grok(tmp_path, args, env=kill_after_save(62, 40)).returncode == -signal.SIGKILL
+    kill_at_random_after(42)
+    kill_at_random_after(50)
     final = grok(tmp_path, args)
     assert final.returncode == 0, final.stderr
     assert_as_uninterrupted(tmp_path, reference)
