@@ -227,3 +227,25 @@ def append_line(path: Path, line: str) -> None:
             os.fsync(handle.fileno())
     except OSError as exc:
         raise write_error(path, exc) from None
+
+
+RUN_MARKERS = ("metrics.jsonl", "status.json", "config.yaml", ".lock")  # any of them makes a directory a run's
+
+
+def natural_key(path: Path) -> list:
+    """depth=10 after depth=8."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Run directories under `root` (which may itself be one), naturally sorted: the one directory walk behind
+    `grok status` and `grok report`. A run's own subdirectories (ckpt/, archive/, diagnostics/, wandb/) are not
+    searched, nor hidden ones (.submitit/, .git/)."""
+    found = []
+    for directory, subdirs, files in os.walk(root):
+        if any(marker in files for marker in RUN_MARKERS):
+            found.append(Path(directory))
+            subdirs.clear()
+        else:
+            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+    return sorted(found, key=natural_key)

@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import math
-import os
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +24,8 @@ import yaml
 
 from grokking.console import duration
 from grokking.rundir import RunDir
-from grokking.runfiles import moved_aside, read_log
+from grokking.runfiles import find_run_dirs, moved_aside, natural_key, read_log
 
-RUN_MARKERS = ("status.json", "config.yaml", ".lock")
 STATES = ("done", "running", "stale", "preempted", "failed", "unfinished", "unknown", "missing")
 RATE_WINDOW = 5  # evaluations over which a running run's speed is measured for its ETA
 
@@ -49,23 +46,6 @@ class RunStatus:
         if self.state != "running" or not self.steps_per_s or self.planned is None or self.step is None:
             return None
         return max(self.planned - self.step, 0) / self.steps_per_s
-
-
-def natural_key(path: Path) -> list:
-    """depth=10 after depth=8."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
-
-
-def find_run_dirs(root: Path) -> list[Path]:
-    """Run directories under `root` (which may itself be one), naturally sorted."""
-    found = []
-    for directory, subdirs, files in os.walk(root):
-        if any(marker in files for marker in RUN_MARKERS):
-            found.append(Path(directory))
-            subdirs.clear()  # ckpt/, archive/, wandb/ belong to the run
-        else:
-            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-    return sorted(found, key=natural_key)
 
 
 def lock_held(run_path: Path) -> bool:

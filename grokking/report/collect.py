@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,10 @@ from grokking.config import TASK_NAMES
 from grokking.errors import GrokError
 from grokking.paperconfig import paper_differences
 from grokking.report.configs import label_variants, training_of
-from grokking.runfiles import as_int, number, read_metrics
+from grokking.runfiles import RUN_MARKERS, as_int, find_run_dirs, number, read_metrics
 
 METRICS_FILE = "metrics.jsonl"
 ACCURACY_KEYS = ("val/acc", "gen/acc")
-RUN_MARKERS = (METRICS_FILE, "status.json", "config.yaml")
 LEADING_COLUMNS = ("task", "depth", "seed", "step", "tag", "status", "run")
 PREFERRED_KEY_ORDER = ("elapsed_s", "epoch", "train/loss", "train/lr", "train/grad_norm", "val/acc", "gen/acc",
                        "val/loss", "gen/loss", "val/acc_mindep", "gen/acc_mindep")
@@ -80,15 +78,6 @@ class Run:
             return self.status
         reached = self.planned_steps is not None and self.last_step is not None and self.last_step >= self.planned_steps
         return "done" if self.status == "unknown" and reached else "unfinished"
-
-
-def find_run_dirs(root: Path) -> list[Path]:
-    found = []
-    for directory, subdirs, files in os.walk(root):
-        if any(marker in files for marker in RUN_MARKERS):
-            found.append(Path(directory))
-            subdirs.clear()  # ckpt/, archive/, diagnostics/ belong to the run
-    return sorted(found, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))])
 
 
 def collect_runs(root: str | Path, accuracy_keys: tuple[str, str] = ACCURACY_KEYS) -> list[Run]:

@@ -149,3 +149,19 @@ def test_status_cli_reports_a_missing_directory_on_one_line(tmp_path: Path, caps
         status_cli.run([str(tmp_path / "nope")])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == f"grok: error: no such directory: {tmp_path / 'nope'}"
+
+
+def test_status_and_report_walk_the_same_run_directories_and_skip_hidden_ones(tmp_path):
+    from grokking.report.collect import collect_runs
+
+    run = tmp_path / "qf" / "depth=2" / "seed=1"
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"step": 0, "val/acc": 0.5, "gen/acc": 0.25}\n')
+    hidden = tmp_path / ".submitit" / "123_0"  # submitit's own files: a status-like file must not make it a run
+    hidden.mkdir(parents=True)
+    (hidden / "status.json").write_text("{}")
+    only_metrics = tmp_path / "ti" / "depth=4" / "seed=2"  # a run with nothing but its metrics: both see it
+    only_metrics.mkdir(parents=True)
+    (only_metrics / "metrics.jsonl").write_text('{"step": 0, "val/acc": 0.5, "gen/acc": 0.25}\n')
+    assert find_run_dirs(tmp_path) == [run, only_metrics]
+    assert [r.path for r in collect_runs(tmp_path)] == [run, only_metrics]
