@@ -106,7 +106,8 @@ def dip_pvalue(counts: np.ndarray, range_sigma: float) -> tuple[float, float]:
 
 
 def onset(steps: np.ndarray, bimodal: np.ndarray, run: int = CONSECUTIVE) -> int | None:
-    """First step from which `bimodal` holds at `run` consecutive evaluations, or None."""
+    """First step from which `bimodal` (any per-evaluation condition) holds at `run` consecutive evaluations, or
+    None (the parameter bifurcation's onset, and the events' "held from" steps)."""
     count = 0
     for i, flag in enumerate(np.asarray(bimodal, dtype=bool)):
         count = count + 1 if flag else 0

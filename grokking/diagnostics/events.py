@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from grokking.diagnostics.bifurcation import onset
 from grokking.diagnostics.curves import fit_sigmoids
 from grokking.runfiles import curve, first_argmax, grokking_step, read_metrics, warn_skipped
 
@@ -41,15 +42,6 @@ def patience_stop(steps: np.ndarray, loss: np.ndarray) -> int | None:
     return best_step
 
 
-def held_from(steps: np.ndarray, ok: np.ndarray, run: int) -> int | None:
-    count = 0
-    for i, flag in enumerate(ok.tolist()):
-        count = count + 1 if flag else 0
-        if count == run:
-            return int(steps[i - run + 1])
-    return None
-
-
 def accuracy_midpoint(steps: np.ndarray, acc: np.ndarray) -> float | None:
     keep = steps > 0
     if keep.sum() < 4 or np.ptp(acc[keep]) == 0:
@@ -62,7 +54,7 @@ def metric_events(records: list[dict[str, Any]]) -> dict[str, Any]:
     val, gen, loss = curve(records, "val/acc"), curve(records, "gen/acc"), curve(records, "val/loss")
     best = first_argmax(val.values)
     reached = np.flatnonzero(val.values >= ID_THRESHOLD)
-    rel = held_from(gen.steps, gen.values >= REL_FRACTION * gen.values.max(), REL_HOLD) if len(gen) else None
+    rel = onset(gen.steps, gen.values >= REL_FRACTION * gen.values.max(), REL_HOLD) if len(gen) else None
     return {
         "early_stop": int(val.steps[best]) if best is not None else None,
         "early_stop_loss": patience_stop(loss.steps, loss.values) if len(loss) else None,
