@@ -26,7 +26,6 @@ from grokking.diagnostics.probesets import DiagnosticsError, ProbeSet
 from grokking.diagnostics.schedule import Schedule
 from grokking.diagnostics.store import Store
 from grokking.diagnostics.surprisal import score_split
-from grokking.errors import ConfigError
 
 __all__ = ["DIAGNOSTICS_DIR", "Diagnostics", "DiagnosticsError"]
 
@@ -35,22 +34,11 @@ EDGES_FILE = "param_edges.npz"
 log = logging.getLogger("grokking.diagnostics")
 
 
-def check_config(dcfg) -> None:
-    for key in ("n_per_split", "log_start", "hist_bins", "linear_every", "batch_size"):
-        if int(dcfg[key]) <= 0:
-            raise ConfigError(f"diagnostics.{key} must be positive, got {dcfg[key]}")
-    if float(dcfg.log_ratio) <= 1.0:
-        raise ConfigError(f"diagnostics.log_ratio must be > 1, got {dcfg.log_ratio}")
-    if float(dcfg.hist_range_sigma) <= 0:
-        raise ConfigError(f"diagnostics.hist_range_sigma must be positive, got {dcfg.hist_range_sigma}")
-
-
 class Diagnostics:
     """Records one run's diagnostics under `<run_dir>/diagnostics/` (layout: grokking.diagnostics.store)."""
 
     def __init__(self, cfg, data: TaskData, run_dir: Path, device: torch.device):
         dcfg = cfg.diagnostics
-        check_config(dcfg)
         self.cfg, self.data, self.device = cfg, data, torch.device(device)
         self.store = Store(Path(run_dir) / DIAGNOSTICS_DIR)
         self.schedule = Schedule(int(cfg.train.steps), int(dcfg.log_start), float(dcfg.log_ratio),
