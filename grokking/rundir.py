@@ -165,9 +165,8 @@ class RunDir:
         return target
 
     # -- lifecycle -------------------------------------------------------------------------------------
-    def create(self) -> bool:
-        """Make the directory (and check it is writable); True if it did not exist before."""
-        existed = self.path.is_dir()
+    def create(self) -> None:
+        """Make the directory (and check it is writable)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / f".write-test-{os.getpid()}"
@@ -175,7 +174,6 @@ class RunDir:
             probe.unlink()
         except OSError as exc:
             raise RunDirError(f"cannot write run directory {self.path}: {exc.strerror or exc}") from None
-        return not existed
 
     def remove_if_unused(self) -> None:
         """Remove the directory if nothing but its lock and an empty train.log is in it (a command that created

@@ -170,7 +170,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         try:
             for member_cfg in member_cfgs:
                 run_dir = RunDir(member_cfg.run_dir)
-                if run_dir.create():
+                run_dir.create()
+                if not any(run_dir.path.iterdir()):  # new (here, or by `grok train` just before Hydra ran)
                     created.append(run_dir)
                 run_dir.lock()
                 locked.append(run_dir)

@@ -122,6 +122,15 @@ def test_a_member_deleted_between_runs_is_refused_on_one_line_and_changes_nothin
     assert_as_uninterrupted(tmp_path, reference, exact=False)
 
 
+def test_a_missing_first_member_leaves_no_directory_either(tmp_path, data_dir):
+    """The first member's directory is the one `grok train` creates before Hydra runs: a refusal removes it too."""
+    assert grok(tmp_path, pack_args(data_dir, "task.steps=10")).returncode == 0
+    shutil.rmtree(member(tmp_path, 42))
+    refused = grok(tmp_path, pack_args(data_dir, "task.steps=20"))
+    check_one_line_error(refused, "seed 42: none")
+    assert not member(tmp_path, 42).exists()
+
+
 def test_a_member_deleted_mid_run_leaves_the_pack_and_the_others_finish(tmp_path, data_dir):
     args = pack_args(data_dir, "task.steps=300")
     process = subprocess.Popen([GROK, *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
