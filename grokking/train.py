@@ -583,13 +583,14 @@ class Trainer:
         """Every member's checkpoint, in member order. A pack member whose run directory vanished while it was
         being saved leaves the pack (drop_vanished catches the rest between steps)."""
         for member in list(self.members):
-            k = self.members.index(member)
+            if member not in self.members:  # left with another vanished member
+                continue
             try:
-                self.save(k)
+                self.save(self.members.index(member))
             except WriteError:
                 if not self.packed or member.run_dir.ckpt.is_dir():
                     raise
-                self.leave_pack(k, f"its run directory {member.run_dir.path} disappeared near step {self.step}")
+                self.drop_vanished()
 
     def elapsed(self, member: Member) -> float:
         return member.elapsed_before + time.perf_counter() - self.segment_start
@@ -676,11 +677,11 @@ class Trainer:
                                     self.device)
                 if self.averages is not None:
                     self.averages.update()
-                if self.packed:
-                    self.drop_vanished()
                 self.step += 1
                 for member, member_stats in zip(self.members, stats, strict=True):
                     member.add(member_stats)
+                if self.packed:  # after this step's stats are booked: the members' rows stay aligned with them
+                    self.drop_vanished()
                 bar.update(1)
                 for k, member in enumerate(self.members):
                     if member.diagnostics is not None and member.diagnostics.due(self.step):
