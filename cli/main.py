@@ -17,7 +17,7 @@ from importlib import metadata
 
 SUBCOMMANDS = {
     "train": "train a transformer LM (Hydra overrides; -m for sweeps)",
-    "data": "generate, cache and export the datasets (task=qf|ti|dyck)",
+    "data": "generate, cache and export a task's datasets (task=qf, ti, dyck or a registered one)",
     "probe": "compute model-internal probes for a run's saved snapshots",
     "report": "figures and tables from a run or a sweep (paper Fig 2/3/4 style)",
     "sweep": "emit a sweep's jobs as override lines for scripts/array.sbatch",

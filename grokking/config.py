@@ -14,14 +14,14 @@ from omegaconf import MISSING
 
 from grokking.ema import check_decays
 from grokking.errors import ConfigError
+from grokking.tasks import get_task
 
-TASK_NAMES = ("qf", "ti", "dyck")
 MAX_STEPS = 10**9  # optimizer steps: the paper trains 300k-400k; beyond this a value is a typo, not a plan
 
 
 @dataclass
 class TaskConfig:
-    name: str = MISSING  # qf | ti | dyck
+    name: str = MISSING  # a registered task (grokking/tasks/): qf | ti | dyck
     n_train: int = 100_000  # training sentences (paper: 100k QF/TI, 200k Dyck)
     n_val: int = 1_000  # in-domain validation sentences (paper: 1k QF/TI, 20k Dyck)
     n_gen: int = 10_000  # out-of-distribution generalisation sentences (paper: 10k QF/TI, 20k Dyck)
@@ -183,8 +183,7 @@ def validate(cfg: Any) -> None:
         if cfg.seed not in seeds:  # the job's own directory (Hydra's) would be a stray one outside the pack
             raise ConfigError(f"seed={cfg.seed} is not a member of seeds={seeds}: a seed pack's own directory is "
                               "its first member's; drop seed=")
-    if cfg.task.name not in TASK_NAMES:
-        raise ConfigError(f"unknown task {cfg.task.name!r}; choose one of {', '.join(TASK_NAMES)}")
+    get_task(cfg.task.name)  # ConfigError naming the registered tasks
     for key in ("depth", "task.n_train", "task.n_val", "task.n_gen", "model.d_model", "model.n_heads",
                 "model.d_ff", "model.max_len", "train.batch_size", "train.eval_every", "train.log_every",
                 "train.probe_every", "train.save_every", "train.eval_batch_size", "optim.lr", "optim.eps",

@@ -1,16 +1,7 @@
 """In-domain vs out-of-distribution accuracy, as the original code computes it (docs/metrics.md), plus
-teacher-forced loss.
-
-- QF: argmax over the four auxiliaries at the position after `quest` (val: quest lines only; gen: all).
-- TI: greedy decoding of the output, every token kept up to EOS, "." stripped, then the POS-sequence check and
-  the main verb (second V if the subject has an RC, else the first). One deliberate difference: the original's
-  decoder drops the last token before EOS. That token is normally the final "." (stripped anyway: both agree),
-  but an output missing its final "." loses a word there and is always wrong, while here it is scored on its
-  words and can be right.
-  Gen is a fresh random subset per evaluation (code: 2000 of 10k), seeded by (seed, step).
-- Dyck: argmax over closing brackets at every closing position, strings in file order until
-  `dyck_eval_prefixes` positions; unfiltered (what the code measured) and with the >= `dyck_min_dep`
-  dependency filter (what the paper describes).
+teacher-forced loss, for any task (`grokking.tasks`): the task says which positions its accuracy scores and over
+which candidate tokens (QF, Dyck), or that its outputs are decoded greedily and judged whole (TI); a task with a
+second, filtered accuracy (Dyck's long dependencies) gets it from the same pass.
 
 Every metric scores the K members of a seed pack together (a single run is K = 1): `Members.logits` maps inputs
 [K', B, T] to logits [K, B, T, V], where K' = 1 means the same rows for every member (val, and gen unless it is
@@ -28,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from grokking.data import AUXILIARIES, Example, TaskData, Vocab, pos_tag
+from grokking.data import Example, TaskData, Vocab
+from grokking.tasks import ScoredRow, Task, get_task
 
 MAX_NEW_TOKENS = 50  # greedy decoding budget (code: 50)
 
@@ -99,17 +91,6 @@ def member_chunks(per_member: Sequence[Sequence], size: int, key=None) -> Iterat
 def member_slices(per_member: Sequence) -> list[slice]:
     """The members each row set belongs to: all of them for shared rows (K' = 1), else member k alone."""
     return [slice(None)] if len(per_member) == 1 else [slice(k, k + 1) for k in range(len(per_member))]
-
-
-@dataclass(frozen=True)
-class ScoredRow:
-    """One teacher-forced row of an evaluation: its example, whether its tokens count in the mean loss, and the
-    positions whose next-token prediction is scored: (position in [SOS, *tokens], expected token, far), ranked
-    over the task's candidate tokens only (`far`: Dyck's long-dependency filter)."""
-
-    example: Example
-    in_loss: bool = True
-    positions: tuple[tuple[int, str, bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -203,43 +184,10 @@ def teacher_forced(members: Members, batches: Sequence[PreparedBatch], candidate
     return TeacherForced(loss_sum.tolist(), **{name: total.tolist() for name, total in sums.items()})
 
 
-def qf_rows(examples: Sequence[Example]) -> list[ScoredRow]:
-    """QF: every line in the loss; the main auxiliary scored on question lines, right after `quest`."""
-    return [ScoredRow(e, positions=((e.n_input, e.tokens[e.n_input], False),) if e.tokens[e.n_input - 1] == "quest"
-                      else ()) for e in examples]
-
-
-def dyck_rows(examples: Sequence[Example], limit: int, min_dep: int) -> list[ScoredRow]:
-    """Dyck: every string in the loss; closing brackets scored in the strings that `dyck_positions` takes."""
-    taken = dyck_positions(examples, limit)
-    return [ScoredRow(e, positions=tuple((index, e.tokens[index], distance >= min_dep) for index, distance in closing))
-            for e, closing in taken] + [ScoredRow(e) for e in examples[len(taken):]]
-
-
-def candidate_ids(task: str, vocab: Vocab, device: torch.device) -> Tensor | None:
-    """The tokens a task's accuracy ranks: QF's four auxiliaries, Dyck's closing brackets (TI decodes)."""
-    if task == "qf":
-        return torch.tensor([vocab.id(a) for a in AUXILIARIES], device=device)
-    if task == "dyck":
-        return torch.tensor([vocab.id(t) for t in vocab.tokens if t.endswith(")")], device=device)
-    return None
-
-
-def mean_loss(members: Members, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
-              device: torch.device) -> list[float]:
-    """Mean teacher-forced next-token loss of each member on its rows."""
-    rows = [[ScoredRow(e) for e in examples] for examples in per_member]
-    return teacher_forced(members, prepare_batches(rows, vocab, batch_size, device), None).mean_loss
-
-
-def qf_accuracy(members: Members, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
-                device: torch.device) -> list[float]:
-    """Main-auxiliary accuracy: argmax over {do, does, don't, doesn't} right after `quest`."""
-    rows = [[ScoredRow(row.example, False, row.positions) for row in qf_rows(examples)] for examples in per_member]
-    if not any(row.positions for member_rows in rows for row in member_rows):
-        return [0.0] * members.size
-    return teacher_forced(members, prepare_batches(rows, vocab, batch_size, device),
-                          candidate_ids("qf", vocab, device)).accuracy
+def candidate_ids(task: Task, vocab: Vocab, device: torch.device) -> Tensor | None:
+    """The ids of the tokens a task's teacher-forced accuracy ranks (None: it decodes instead)."""
+    candidates = task.candidates(vocab)
+    return None if candidates is None else torch.tensor([vocab.id(t) for t in candidates], device=device)
 
 
 @torch.no_grad()
@@ -282,66 +230,44 @@ def greedy_decode(members: Members, prefixes: Sequence[Sequence[Sequence[int]]],
     return out
 
 
-def strip_fullstop(words: list[str]) -> list[str]:
-    return words[:-1] if words and words[-1] == "." else words
-
-
-def ti_main_verb_correct(target: list[str], predicted: list[str]) -> bool:
-    """`main_right_tense`: identical POS sequences, then the main verb (2nd V after a subject RC, else 1st)."""
-    target_pos = [pos_tag("ti", w) for w in target]
-    try:
-        predicted_pos = [pos_tag("ti", w) for w in predicted]
-    except Exception:  # a decoded non-word (pad, SOS, a marker) cannot match the target's POS sequence
-        return False
-    if predicted_pos != target_pos:
-        return False
-    verbs = [i for i, tag in enumerate(target_pos) if tag == "V"]
-    needed = 2 if len(target_pos) > 2 and target_pos[2] == "R" else 1
-    if len(verbs) < needed:
-        return False
-    main = verbs[needed - 1]
-    return predicted[main] == target[main]
-
-
-def ti_accuracy(members: Members, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
-                device: torch.device) -> list[float]:
+def decoded_accuracy(members: Members, task: Task, per_member: Sequence[Sequence[Example]], vocab: Vocab,
+                     batch_size: int, device: torch.device) -> list[float]:
+    """Greedy continuation of each example's input by every member, judged by `task.decoded_correct`."""
     correct = [0] * members.size
     for batch in member_chunks(per_member, batch_size):
-        decoded = greedy_decode(members, [[vocab.encode(e.tokens[: e.n_input]) for e in rows] for rows in batch],
-                                vocab, device)
+        decoded = greedy_decode(members, [[vocab.encode(e.input) for e in rows] for rows in batch], vocab, device)
         for k, outputs in enumerate(decoded):
             for ids, example in zip(outputs, batch[k if len(batch) > 1 else 0], strict=True):
-                predicted = strip_fullstop(vocab.decode(ids))
-                target = strip_fullstop(list(example.tokens[example.n_input :]))
-                correct[k] += ti_main_verb_correct(target, predicted)
+                correct[k] += task.decoded_correct(example.output, vocab.decode(ids))
     return [c / max(len(per_member[0]), 1) for c in correct]
 
 
-def dyck_positions(examples: Sequence[Example], limit: int) -> list[tuple[Example, list[tuple[int, int]]]]:
-    """Strings in file order with their (closing index, dependency length) pairs, until >= limit positions."""
-    taken, total = [], 0
-    for example in examples:
-        stack, closing = [], []
-        for i, token in enumerate(example.tokens):
-            if token.startswith("("):
-                stack.append(i)
-            else:
-                closing.append((i, i - stack.pop()))
-        taken.append((example, closing))
-        total += len(closing)
-        if limit and total >= limit:
-            break
-    return taken
+def split_metrics(members: Members, task: Task, batches: Sequence[PreparedBatch],
+                  per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int, device: torch.device,
+                  candidates: Tensor | None) -> list[dict[str, float]]:
+    """Per member: `loss`, the task's second accuracy if it has one, and `acc` on one split, from the split's
+    prepared rows (`batches`, from `task.scored_rows`) and, for a decoding task, its examples."""
+    scores = teacher_forced(members, batches, candidates)
+    if task.decodes:
+        accuracies = decoded_accuracy(members, task, per_member, vocab, batch_size, device)
+    else:
+        accuracies = scores.accuracy
+    metrics = []
+    for k in range(members.size):
+        metrics.append({"loss": scores.mean_loss[k]})
+        if task.far_metric:
+            metrics[k][task.far_metric] = scores.far_accuracy[k]
+        metrics[k]["acc"] = accuracies[k]
+    return metrics
 
 
-def dyck_accuracy(members: Members, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
-                  device: torch.device, limit: int, min_dep: int) -> list[tuple[float, float]]:
-    """Per member: (unfiltered accuracy, accuracy on positions whose opening bracket is >= min_dep tokens back)."""
-    rows = [[ScoredRow(row.example, False, row.positions) for row in dyck_rows(examples, limit, min_dep)
-             if row.positions] for examples in per_member]
-    scores = teacher_forced(members, prepare_batches(rows, vocab, batch_size, device),
-                            candidate_ids("dyck", vocab, device))
-    return list(zip(scores.accuracy, scores.far_accuracy, strict=True))
+def score_split(members: Members, task: Task, task_cfg, per_member: Sequence[Sequence[Example]], vocab: Vocab,
+                batch_size: int, device: torch.device) -> list[dict[str, float]]:
+    """`split_metrics` of examples prepared on the spot (the trainer's Evaluator prepares a fixed split once)."""
+    batches = prepare_batches([task.scored_rows(examples, task_cfg) for examples in per_member], vocab, batch_size,
+                              device)
+    return split_metrics(members, task, batches, per_member, vocab, batch_size, device,
+                         candidate_ids(task, vocab, device))
 
 
 def gen_subsets(examples: Sequence[Example], size: int, seeds: Sequence[int], step: int,
@@ -364,28 +290,22 @@ def gen_subsets(examples: Sequence[Example], size: int, seeds: Sequence[int], st
 class Evaluator:
     """All accuracy and loss metrics of the in-domain (`val/`) and OOD (`gen/`) splits, one dict per member.
 
-    QF and Dyck take loss and accuracy from one teacher-forced pass; TI adds greedy decoding. Splits every member
-    shares every time (val; gen unless it is redrawn per evaluation) are encoded, padded and moved to the device
-    once, at the first evaluation, and kept for the run."""
+    Loss and the ranked accuracies come from one teacher-forced pass; a decoding task adds greedy decoding. Splits
+    every member shares every time (val; gen unless it is redrawn per evaluation) are encoded, padded and moved to
+    the device once, at the first evaluation, and kept for the run."""
 
     def __init__(self, data: TaskData, task_cfg, batch_size: int, device: torch.device):
         self.data, self.task_cfg, self.batch_size, self.device = data, task_cfg, batch_size, device
-        self.candidates = candidate_ids(data.name, data.vocab, device)
+        self.task = get_task(data.name)
+        self.candidates = candidate_ids(self.task, data.vocab, device)
         self.prepared: dict[str, list[PreparedBatch]] = {}
-
-    def rows(self, examples: Sequence[Example]) -> list[ScoredRow]:
-        if self.data.name == "qf":
-            return qf_rows(examples)
-        if self.data.name == "dyck":
-            return dyck_rows(examples, self.task_cfg.dyck_eval_prefixes, self.task_cfg.dyck_min_dep)
-        return [ScoredRow(e) for e in examples]
 
     def batches(self, name: str, per_member: Sequence[Sequence[Example]]) -> list[PreparedBatch]:
         shared = len(per_member) == 1
         if shared and name in self.prepared:
             return self.prepared[name]
-        batches = prepare_batches([self.rows(examples) for examples in per_member], self.data.vocab, self.batch_size,
-                                  self.device)
+        batches = prepare_batches([self.task.scored_rows(examples, self.task_cfg) for examples in per_member],
+                                  self.data.vocab, self.batch_size, self.device)
         if shared:
             self.prepared[name] = batches
         return batches
@@ -399,16 +319,10 @@ class Evaluator:
         """The metrics of `members` (in eval mode: the caller's job) at `step`, keys ending in `suffix`."""
         metrics: list[dict[str, float]] = [{} for _ in range(members.size)]
         for name, examples in self.splits(seeds, step).items():
-            scores = teacher_forced(members, self.batches(name, examples), self.candidates)
-            if self.data.name == "ti":
-                accuracies = ti_accuracy(members, examples, self.data.vocab, self.batch_size, self.device)
-            else:
-                accuracies = scores.accuracy
-            for k in range(members.size):
-                metrics[k][f"{name}/loss{suffix}"] = scores.mean_loss[k]
-                if self.data.name == "dyck":
-                    metrics[k][f"{name}/acc_mindep{suffix}"] = scores.far_accuracy[k]
-                metrics[k][f"{name}/acc{suffix}"] = accuracies[k]
+            scores = split_metrics(members, self.task, self.batches(name, examples), examples,
+                                   self.data.vocab, self.batch_size, self.device, self.candidates)
+            for k, member_scores in enumerate(scores):
+                metrics[k].update({f"{name}/{key}{suffix}": value for key, value in member_scores.items()})
         return metrics
 
 

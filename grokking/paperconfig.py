@@ -17,11 +17,12 @@ from typing import Any
 from omegaconf import OmegaConf
 
 import conf
-from grokking.config import TASK_NAMES, GrokConfig
+from grokking.config import GrokConfig
 from grokking.rundir import training_config
 
 CONF_DIR = Path(conf.__file__).resolve().parent
 IGNORED = ("seed", "depth", "model.n_layers", "data.dir")
+PAPER_TASKS = ("qf", "ti", "dyck")  # the tasks the paper trained (conf/experiment/paper_<task>.yaml)
 
 
 @cache
@@ -38,7 +39,7 @@ def paper_differences(training: dict[str, Any]) -> list[str]:
     """Keys of a flattened training config (`rundir.training_config`) that differ from the paper's setting of its
     task; `["task.name"]` when the task is not one of the paper's."""
     task = training.get("task.name")
-    if task not in TASK_NAMES:
+    if task not in PAPER_TASKS:
         return ["task.name"]
     reference = paper_training_config(task)
     ours = {k: v for k, v in training.items() if k not in IGNORED}

@@ -29,6 +29,16 @@ class Example:
     def output(self) -> tuple[str, ...]:
         return self.tokens[self.n_input:]
 
+    @property
+    def marker(self) -> str | None:
+        """QF/TI: the marker that ends the input ("quest", "PRESENT", ...); None for Dyck."""
+        return self.tokens[self.n_input - 1] if self.n_input else None
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """QF/TI: the input sentence without its "." and marker; Dyck: every bracket."""
+        return self.tokens[: self.n_input - 2] if self.n_input else self.tokens
+
 
 @dataclass
 class TaskData:

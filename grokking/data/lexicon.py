@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import functools
 
-from grokking.data.grammar import lexicon
+from grokking.data.grammar import GRAMMAR_FILES, lexicon
 from grokking.errors import DataError
 
 AUXILIARIES = ("do", "does", "don't", "doesn't")
-MARKERS = {"qf": ("decl", "quest"), "ti": ("PAST", "PRESENT")}
 TERMINALS = (".", "?")
 
 # TI verbs: plural/base form -> (third-person singular, past). Inputs are past tense, so "read" is ambiguous
@@ -37,13 +36,13 @@ def _tags(task: str) -> dict[str, str]:
     if task == "ti":
         tags.update(dict.fromkeys(PRESENT, "V"))
     tags.update(dict.fromkeys(TERMINALS, "T"))
-    tags.update(dict.fromkeys(MARKERS[task], "M"))
     return tags
 
 
 def pos_tag(task: str, word: str) -> str:
-    """D, N, V, A (QF auxiliary), P, R (relativiser), T ('.' or '?') or M (marker) for a word of `task`."""
-    if task not in MARKERS:
+    """D, N, V, A (QF auxiliary), P, R (relativiser) or T ('.' or '?') for a word of `task`'s grammar (a task adds
+    its markers: `grokking.tasks.transduction.TransductionTask.pos_tag`)."""
+    if task not in GRAMMAR_FILES:
         raise DataError(f"no part-of-speech tags for task {task!r} (qf or ti)")
     try:
         return _tags(task)[word]

@@ -17,8 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from grokking import tasks  # a module, not its names: the task modules import grokking.data
 from grokking.data.examples import Example, TaskData
-from grokking.data.formats import SPLITS, from_line, original_names, read_original, write_lines
+from grokking.data.formats import SPLITS, read_original, write_lines
 from grokking.data.generate import GENERATOR_VERSION, generate, generation_config
 from grokking.data.vocab import Vocab
 from grokking.errors import DataError
@@ -58,7 +59,7 @@ def read_cache(directory: Path, config: dict[str, Any]) -> dict[str, list[Exampl
         raise InvalidCache(f"unreadable manifest.json ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("config") != config:
         raise InvalidCache("manifest.json does not match the configuration")
-    task, out = config["task"], {}
+    from_line, out = tasks.get_task(config["task"]).from_line, {}
     for split in SPLITS:
         path = _split_file(directory, split)
         entry = manifest.get("files", {}).get(path.name, {})
@@ -72,7 +73,7 @@ def read_cache(directory: Path, config: dict[str, Any]) -> dict[str, list[Exampl
         if len(lines) != entry.get("lines"):
             raise InvalidCache(f"wrong line count in {path.name}")
         try:
-            out[split] = [from_line(task, line, check_brackets=False) for line in lines]
+            out[split] = [from_line(line, check=False) for line in lines]
         except ValueError as exc:
             raise InvalidCache(f"malformed line in {path.name} ({exc})") from None
     return out
@@ -142,14 +143,15 @@ def load_source(cfg) -> TaskData:
     source = Path(cfg.data.source)
     if not source.is_dir():
         raise DataError(f"data.source {source} is not a directory")
-    names = original_names(cfg.task.name, cfg.task.dyck_k, cfg.task.dyck_m)
+    task = tasks.get_task(cfg.task.name)
+    params = task.file_params(cfg.task)
+    names = task.original_names(params)
     found = {}
     for split in SPLITS:
         path = next((source / n for n in names[split] if (source / n).is_file()), None)
         if path is None:
             raise DataError(f"missing data file {source / names[split][0]} (data.source)")
         found[split] = read_original(path, cfg.task.name)
-    params = {"dyck_k": cfg.task.dyck_k, "dyck_m": cfg.task.dyck_m} if cfg.task.name == "dyck" else {}
     return _task_data(cfg.task.name, found, source, params)
 
 
@@ -166,7 +168,8 @@ def files_signature(cfg) -> tuple | None:
     the config that selects them; None while one of them is missing (nothing to reuse)."""
     if cfg.data.source:
         source = Path(cfg.data.source)
-        names = original_names(cfg.task.name, cfg.task.dyck_k, cfg.task.dyck_m)
+        task = tasks.get_task(cfg.task.name)
+        names = task.original_names(task.file_params(cfg.task))
         files = [next((source / n for n in names[split] if (source / n).is_file()), None) for split in SPLITS]
         key: tuple = ("source", str(source), cfg.task.name, cfg.task.dyck_k, cfg.task.dyck_m)
     else:
@@ -191,8 +194,7 @@ def load_task_data(cfg) -> TaskData:
     loads the data to check it before it creates a run directory, and training then uses it without reading the
     files again."""
     global _last
-    if cfg.task.name not in ("qf", "ti", "dyck"):
-        raise DataError(f"unknown task {cfg.task.name!r}; choose one of qf, ti, dyck")
+    tasks.get_task(cfg.task.name)  # an unknown task: one line naming the known ones
     signature = files_signature(cfg)
     if signature is not None and _last is not None and _last[0] == signature:
         return _last[1]

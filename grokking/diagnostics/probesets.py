@@ -34,28 +34,17 @@ import json
 import logging
 import zipfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from grokking.data import (
-    AUXILIARIES,
-    Example,
-    TaskData,
-    closing_brackets,
-    is_closing,
-    pos_tag,
-    present,
-    question,
-)
-from grokking.data.lexicon import PRESENT
-from grokking.data.trees import parse
+from grokking.data import Example, TaskData
 from grokking.errors import GrokError
+from grokking.tasks import get_task
 
 SPLITS = ("train", "val", "gen")
 ROLES = ("critical", "structure-sensitive", "other")
-EOS_TAG = "EOS"
 COLUMNS = ("pos_id", "split", "sentence", "t", "target", "segment", "pos", "role", "train_freq", "linear",
            "hierarchical")
 INT_COLUMNS = ("pos_id", "sentence", "t", "train_freq")
@@ -80,83 +69,6 @@ def array_problem(exc: BaseException) -> str:
     """What np.load's exception says about a damaged .npy / .npz, on one line."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"truncated or corrupt ({text})"
-
-
-@dataclass
-class SentenceRoles:
-    """Per-target annotations of one sentence (length = tokens + 1 for the EOS)."""
-
-    role: list[str]
-    linear: list[str]
-    hierarchical: list[str]
-    candidates: dict[int, list[str]] = field(default_factory=dict)  # critical target index -> candidate tokens
-
-
-def _blank(n: int) -> SentenceRoles:
-    return SentenceRoles(["other"] * n, [""] * n, [""] * n)
-
-
-def _mark_rules(roles: SentenceRoles, offset: int, linear: list[str], hierarchical: list[str]) -> None:
-    for j, (a, b) in enumerate(zip(linear, hierarchical, strict=True)):
-        if a != b:
-            roles.role[offset + j] = "structure-sensitive"
-            roles.linear[offset + j], roles.hierarchical[offset + j] = a, b
-
-
-def _critical(roles: SentenceRoles, index: int, linear: str, hierarchical: str, candidates: list[str]) -> None:
-    roles.role[index] = "critical"
-    roles.linear[index], roles.hierarchical[index] = linear, hierarchical
-    roles.candidates[index] = candidates
-
-
-def qf_roles(example: Example) -> SentenceRoles:
-    roles = _blank(len(example.tokens) + 1)
-    if example.tokens[example.n_input - 1] != "quest":
-        return roles
-    decl = list(example.tokens[: example.n_input - 2])  # without "." and the marker
-    linear, hierarchical = question(decl, "linear"), question(decl, "hierarchical")
-    _mark_rules(roles, example.n_input, linear, hierarchical)
-    _critical(roles, example.n_input, linear[0], hierarchical[0], list(AUXILIARIES))
-    return roles
-
-
-def ti_roles(example: Example) -> SentenceRoles:
-    roles = _blank(len(example.tokens) + 1)
-    if example.tokens[example.n_input - 1] != "PRESENT":
-        return roles
-    past = list(example.tokens[: example.n_input - 2])
-    linear, hierarchical = present(past, "linear"), present(past, "hierarchical")
-    _mark_rules(roles, example.n_input, linear, hierarchical)
-    main = parse("ti", past).main_verb
-    _critical(roles, example.n_input + main, linear[main], hierarchical[main], list(PRESENT[past[main]]))
-    return roles
-
-
-def dyck_roles(example: Example, min_dep: int, closers: list[str]) -> SentenceRoles:
-    roles = _blank(len(example.tokens) + 1)
-    stack: list[int] = []
-    last_open = ""
-    for i, token in enumerate(example.tokens):
-        if not is_closing(token):
-            stack.append(i)
-            last_open = token
-            continue
-        opener = stack.pop()
-        linear = f"{last_open[1:]})"
-        if linear != token:
-            roles.role[i], roles.linear[i], roles.hierarchical[i] = "structure-sensitive", linear, token
-        if i - opener >= min_dep:
-            _critical(roles, i, linear, token, closers)
-    return roles
-
-
-def segments_and_tags(task: str, example: Example) -> tuple[list[str], list[str]]:
-    targets = list(example.tokens)
-    if task == "dyck":
-        tags = ["close" if is_closing(t) else "open" for t in targets] + [EOS_TAG]
-        return ["output" if t == "close" else "input" for t in tags], tags
-    segments = ["input"] * example.n_input + ["output"] * (len(targets) - example.n_input + 1)
-    return segments, [pos_tag(task, t) for t in targets] + [EOS_TAG]
 
 
 def choose(examples: list[Example], n: int, seed: int, split_number: int, max_tokens: int) -> list[int]:
@@ -192,17 +104,12 @@ def build_split(name: str, number: int, data: TaskData, cfg, train_freq: Counter
     source = getattr(data, name)
     indices = choose(source, int(dcfg.n_per_split), int(dcfg.seed), number, int(cfg.model.max_len) - 1)
     examples = [source[i] for i in indices]
-    closers = closing_brackets(data.vocab)
+    task = get_task(data.name)
     columns: dict[str, list] = {c: [] for c in COLUMNS}
     critical_rows, cand_tokens, lin, hier = [], [], [], []
     for sentence, example in enumerate(examples):
-        if data.name == "qf":
-            roles = qf_roles(example)
-        elif data.name == "ti":
-            roles = ti_roles(example)
-        else:
-            roles = dyck_roles(example, int(cfg.task.dyck_min_dep), closers)
-        segments, tags = segments_and_tags(data.name, example)
+        roles = task.roles(example, cfg.task, data.vocab)
+        segments, tags = task.segments_and_tags(example)
         targets = [*example.tokens, "<eos>"]
         for t, target in enumerate(targets):
             if t in roles.candidates:

@@ -3,7 +3,7 @@
 `Prober(cfg, data, run_dir, device)(model, step)` returns every `probe/*` metric of one model (`grok probe`);
 `Prober.probe(members, model_of, step)` those of every member of a seed pack, the forward passes batched over
 members (the training loop; a single run is a pack of one). Tree-projection keys are None when `cfg.probes.tree_projection` is off, and parseval keys are None
-for Dyck (no gold trees).
+for a task without gold trees (`Task.has_gold_trees`; Dyck).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from grokking.probes.parseval import bracket_f1, nltk_mask, tree_mask
 from grokking.probes.sample import SAMPLE_FILE, load_or_create_sample
 from grokking.probes.sci import sci_charts
 from grokking.probes.trees import Projections, right_branching
+from grokking.tasks import get_task
 
 __all__ = ["Prober", "weight_norms"]
 
@@ -45,10 +46,9 @@ class Prober:
         self.word_ids = [data.vocab.encode(words) for words in self.sentences]
         self.gold = None
         self.right_branching_f1 = None
-        if data.name != "dyck":
-            from grokking.data import gold_tree
-
-            self.gold = [nltk_mask(gold_tree(data.name, list(words))) for words in self.sentences]
+        task = get_task(data.name)
+        if task.has_gold_trees:
+            self.gold = [nltk_mask(task.gold_tree(words)) for words in self.sentences]
             branching = [tree_mask(right_branching(len(words)), len(words)) for words in self.sentences]
             self.right_branching_f1 = bracket_f1(branching, self.gold)
 

@@ -18,19 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from grokking.errors import RunDirError
+from grokking.tasks import get_task
 
 log = logging.getLogger(__name__)
 SAMPLE_FILE = "probe_sample.json"
 
 
 def probe_inputs(task: str, train, max_words: int) -> list[tuple[str, ...]]:
-    """The candidate probe sentences (1 to `max_words` words) of a task's training split (a list of `Example`)."""
-    if task == "dyck":
-        candidates = (tuple(example.tokens) for example in train)
-    else:  # tokens: (*words, ".", marker, *output)
-        candidates = (tuple(example.tokens[: example.n_input - 2]) for example in train
-                      if task == "ti" or example.tokens[example.n_input - 1] == "quest")
-    return [words for words in candidates if 0 < len(words) <= max_words]
+    """The candidate probe sentences (1 to `max_words` words) of a task's training split (a list of `Example`):
+    what `Task.probe_input` takes from each example."""
+    probe_input = get_task(task).probe_input
+    candidates = (probe_input(example) for example in train)
+    return [words for words in candidates if words is not None and 0 < len(words) <= max_words]
 
 
 def draw_sample(inputs: list[tuple[str, ...]], size: int, seed: int) -> list[tuple[str, ...]]:

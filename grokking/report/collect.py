@@ -18,11 +18,11 @@ from typing import Any
 
 import yaml
 
-from grokking.config import TASK_NAMES
 from grokking.errors import GrokError
 from grokking.paperconfig import paper_differences
 from grokking.report.configs import label_variants, training_of
 from grokking.runfiles import RUN_MARKERS, as_int, find_run_dirs, number, read_metrics
+from grokking.tasks import TASKS
 
 METRICS_FILE = "metrics.jsonl"
 ACCURACY_KEYS = ("val/acc", "gen/acc")
@@ -164,7 +164,7 @@ def _identify_from_path(run: Run) -> None:
 
 def split_task_tag(directory_name: str) -> tuple[str, str]:
     """`qf_smoke` -> ("qf", "_smoke"); a name that starts with no known task is all task."""
-    for task in sorted(TASK_NAMES, key=len, reverse=True):
+    for task in sorted(TASKS, key=len, reverse=True):
         if directory_name.startswith(task):
             return task, directory_name[len(task):]
     return directory_name, ""

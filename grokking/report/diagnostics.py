@@ -30,6 +30,7 @@ from grokking.diagnostics.store import Store
 from grokking.report.collect import Run
 from grokking.report.document import Block, Heading, Image, Paragraph, Table
 from grokking.runfiles import curve, first_argmax, grokking_step
+from grokking.tasks import TASKS
 
 log = logging.getLogger(__name__)
 DPI = 100
@@ -216,7 +217,7 @@ def run_section(run: Run, out: Path, threshold: float) -> tuple[list[Block], lis
     captions = ["surprisal heat-map: rows are probe positions (critical and structure-sensitive first, sorted by "
                 "smoothed-curve AoA), columns diagnostic evaluations on a log-step axis",
                 "smoothed-curve (P-spline) age of acquisition by role and split"]
-    if run.task == "qf":
+    if (task := TASKS.get(run.task)) and task.plots_critical_candidates:
         figures.append(out / f"diag_{slug}_auxiliaries.png")
         plot_auxiliaries(run, store, marks, figures[-1])
         captions.append("mean surprisal of each auxiliary at the critical position, in-domain vs OOD")

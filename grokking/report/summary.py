@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grokking.config import TASK_NAMES
 from grokking.report.collect import ReportError, Run
 from grokking.report.success import SuccessAfterSaturation, success_after_saturation
 from grokking.runfiles import Curve, curve, first_argmax, grokking_step
+from grokking.tasks import TASKS
 
 RAW_WEIGHTS = "raw"
 
@@ -183,8 +183,8 @@ def mean_curve_gap(val: MeanCurve, gen: MeanCurve) -> Gap | None:
 
 
 def task_order(experiment: str) -> tuple[int, str]:
-    known = [i for i, task in enumerate(TASK_NAMES) if experiment.startswith(task)]
-    return (known[0] if known else len(TASK_NAMES), experiment)
+    known = [i for i, task in enumerate(TASKS) if experiment.startswith(task)]
+    return (known[0] if known else len(TASKS), experiment)
 
 
 def group_runs(runs: list[Run]) -> dict[tuple[str, int], list[Run]]:

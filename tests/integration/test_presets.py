@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cli.compose import CONFIG_DIR, compose_config, expand_sweep
-from grokking.config import TASK_NAMES
 from grokking.rundir import config_hash
+from grokking.tasks import TASKS
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 SWEEPS = sorted(p.stem for p in (Path(CONFIG_DIR) / "sweep").glob("*.yaml"))
@@ -21,7 +21,7 @@ def paper_run(task: str, depth: int, seed: int) -> tuple[str, str]:
     return cfg.run_dir, config_hash(cfg)
 
 
-@pytest.mark.parametrize("task", TASK_NAMES)
+@pytest.mark.parametrize("task", TASKS)
 def test_experiment_presets_never_share_a_run_directory(task):
     seen: dict[str, tuple[str, str]] = {}  # run_dir -> (preset, config hash)
     for experiment in EXPERIMENTS:

@@ -9,6 +9,7 @@ from grokking.data import AUXILIARIES, gold_tree, pos_tag, present, question, re
 from grokking.data.grammar import lexicon, load_grammar
 from grokking.data.lexicon import VERB_FORMS
 from grokking.errors import DataError
+from grokking.tasks import get_task
 
 
 def words(text: str) -> list[str]:
@@ -16,9 +17,10 @@ def words(text: str) -> list[str]:
 
 
 def test_pos_tags_cover_every_category():
-    assert [pos_tag("qf", w) for w in words("the yak who does smile near my newts doesn't . ? quest")] == list(
+    qf, ti = get_task("qf"), get_task("ti")
+    assert [qf.pos_tag(w) for w in words("the yak who does smile near my newts doesn't . ? quest")] == list(
         "DNRAVPDNATTM")
-    assert [pos_tag("ti", w) for w in words("some ravens that slept upon her zebra read . PRESENT")] == list(
+    assert [ti.pos_tag(w) for w in words("some ravens that slept upon her zebra read . PRESENT")] == list(
         "DNRVPDNVTM")
     assert set(AUXILIARIES) == {w for w in lexicon("qf")["Aux_S"] + lexicon("qf")["Aux_P"]}
     with pytest.raises(DataError, match="unknown qf word"):

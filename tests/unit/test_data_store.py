@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from grokking.data import Vocab, export_original, load_task_data, read_original, store
-from grokking.data.formats import to_line
 from grokking.errors import DataError
+from grokking.tasks import get_task
 
 
 def make_cfg(root: Path, name: str = "qf", seed: int = 1234, source=None, n_train: int = 300):
@@ -169,7 +169,7 @@ def test_malformed_dyck_lines(tmp_path, line):
 def test_reference_files_round_trip_byte_for_byte(reference_data, name, task):
     text = (reference_data / name).read_text()
     examples = read_original(reference_data / name, task)
-    assert "".join(to_line(task, e) + "\n" for e in examples) == text
+    assert "".join(get_task(task).to_line(e) + "\n" for e in examples) == text
 
 
 def test_vocab_ids():

@@ -4,24 +4,34 @@ next-token prediction is scripted, so each expected accuracy is known exactly.""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
 from grokking.data import Example, Vocab
-from grokking.evaluate import (
-    Members,
-    dyck_accuracy,
-    dyck_positions,
-    greedy_decode,
-    qf_accuracy,
-    strip_fullstop,
-    ti_accuracy,
-    ti_main_verb_correct,
-)
+from grokking.evaluate import Members, greedy_decode, score_split
+from grokking.tasks import get_task
+from grokking.tasks.dyck import closing_positions as dyck_positions
+from grokking.tasks.ti import main_verb_correct as ti_main_verb_correct
+from grokking.tasks.ti import strip_fullstop
 
 CPU = torch.device("cpu")
+
+
+def qf_accuracy(members, per_member, vocab, batch_size, device) -> list[float]:
+    return [m["acc"] for m in score_split(members, get_task("qf"), None, per_member, vocab, batch_size, device)]
+
+
+def ti_accuracy(members, per_member, vocab, batch_size, device) -> list[float]:
+    return [m["acc"] for m in score_split(members, get_task("ti"), None, per_member, vocab, batch_size, device)]
+
+
+def dyck_accuracy(members, per_member, vocab, batch_size, device, limit, min_dep) -> list[tuple[float, float]]:
+    task_cfg = SimpleNamespace(dyck_eval_prefixes=limit, dyck_min_dep=min_dep)
+    return [(m["acc"], m["acc_mindep"])
+            for m in score_split(members, get_task("dyck"), task_cfg, per_member, vocab, batch_size, device)]
 
 
 class ScriptedLM(nn.Module):

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 
 from cli.compose import compose_config
 from grokking.data import AUXILIARIES, load_task_data
-from grokking.evaluate import Evaluator, Members, dyck_positions, gen_subsets, lm_batch
+from grokking.evaluate import Evaluator, Members, gen_subsets, lm_batch
 from grokking.model import build_model
+from grokking.tasks.dyck import closing_positions as dyck_positions
 
 CPU = torch.device("cpu")
 

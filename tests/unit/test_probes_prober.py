@@ -1,8 +1,6 @@
 """The Prober on hand-built stand-in data: fixed probe sample, all metric keys, model state restored."""
 
 import json
-import sys
-import types
 from types import SimpleNamespace
 
 import nltk
@@ -10,9 +8,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from grokking.data import Example
 from grokking.model import ModelShape, TransformerLM
 from grokking.probes import Prober
 from grokking.probes.sample import SAMPLE_FILE, probe_inputs
+from grokking.tasks import get_task
 
 WORDS = ["the", "a", "cat", "dog", "saw", "ran", "near", "does", "do"]
 TOKENS = ["<pad>", *WORDS, ".", "quest", "decl", "?"]
@@ -29,7 +29,7 @@ class StandInVocab:
 def qf_example(decl: list[str], marker: str):
     output = decl if marker == "decl" else ["does", *decl, "?"]
     tokens = (*decl, ".", marker, *output)
-    return SimpleNamespace(tokens=tokens, n_input=len(decl) + 2)
+    return Example(tokens, len(decl) + 2)
 
 
 def stand_in_qf(n: int = 60) -> SimpleNamespace:
@@ -48,10 +48,9 @@ def right_branching_tree(words):
 
 @pytest.fixture
 def gold_trees(monkeypatch):
-    """grokking.data with a right-branching gold_tree, so tparseval_right_branching must be 1."""
-    module = types.ModuleType("grokking.data")
-    module.gold_tree = lambda task, words: right_branching_tree(list(words))
-    monkeypatch.setitem(sys.modules, "grokking.data", module)
+    """QF with a right-branching gold_tree (the stand-in words are not the grammar's), so
+    tparseval_right_branching must be 1."""
+    monkeypatch.setattr(get_task("qf"), "gold_tree", lambda words: right_branching_tree(list(words)))
 
 
 def config(**probes):
@@ -106,7 +105,7 @@ def test_prober_reports_every_key_and_restores_training_mode(tmp_path, gold_tree
 
 def test_dyck_has_no_parseval_and_tree_projection_can_be_switched_off(tmp_path):
     strings = [("(a", "(b", "b)", "a)"), ("(c", "c)"), ("(a", "a)", "(b", "(c", "c)", "b)")]
-    data = SimpleNamespace(name="dyck", train=[SimpleNamespace(tokens=s, n_input=0) for s in strings],
+    data = SimpleNamespace(name="dyck", train=[Example(s, 0) for s in strings],
                            vocab=SimpleNamespace(pad=0, sos=9, encode=lambda ts: [1 + "(a (b (c a) b) c)".split().index(t)
                                                                                    for t in ts]))
     model = TransformerLM(ModelShape(vocab_size=10, d_model=16, n_heads=2, d_ff=32, n_layers=2))
