@@ -12,7 +12,7 @@ teacher-forced loss.
   `dyck_eval_prefixes` positions; unfiltered (what the code measured) and with the >= `dyck_min_dep`
   dependency filter (what the paper describes).
 
-Every metric scores the K members of a seed pack together (a single run is K = 1): `Members.logits` maps inputs
+Every metric scores the K members of a seed pack together (a single run is K = 1): `ScoredModels.logits` maps inputs
 [K', B, T] to logits [K, B, T, V], where K' = 1 means the same rows for every member (val, and gen unless it is
 subsampled per seed) and K' = K one set of rows per member. A pack on CUDA answers with one vmapped forward pass
 for all members; everything after the forward pass is batched over the member dimension too.
@@ -34,7 +34,7 @@ MAX_NEW_TOKENS = 50  # greedy decoding budget (code: 50)
 
 
 @dataclass(frozen=True)
-class Members:
+class ScoredModels:
     """The models scored together: `logits(inputs [K', B, T]) -> [K, B, T, V]` (K' = 1: rows shared by all), and
     `apply(fn, *args)`: fn(model, *args) -> Tensor for every member, stacked [K, ...] (the probes' forward passes)."""
 
@@ -43,7 +43,7 @@ class Members:
     apply: Callable[..., Tensor]
 
     @classmethod
-    def of(cls, model) -> Members:
+    def of(cls, model) -> ScoredModels:
         """One model (in the mode its caller set) as a pack of one."""
         return cls(1, lambda inputs: model(inputs[0])[None], lambda fn, *args: fn(model, *args)[None])
 
@@ -175,7 +175,7 @@ def prepare_batches(rows_per_member: Sequence[Sequence[ScoredRow]], vocab: Vocab
 
 
 @torch.no_grad()
-def teacher_forced(members: Members, batches: Sequence[PreparedBatch], candidates: Tensor | None) -> TeacherForced:
+def teacher_forced(members: ScoredModels, batches: Sequence[PreparedBatch], candidates: Tensor | None) -> TeacherForced:
     """One forward pass per batch gives both the mean next-token loss and the accuracy at the scored positions
     (argmax over `candidates`): a causal LM's logits at a position depend only on the tokens up to it, so the
     logits of the full sentence hold those of every prefix."""
@@ -225,14 +225,14 @@ def candidate_ids(task: str, vocab: Vocab, device: torch.device) -> Tensor | Non
     return None
 
 
-def mean_loss(members: Members, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
+def mean_loss(members: ScoredModels, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
               device: torch.device) -> list[float]:
     """Mean teacher-forced next-token loss of each member on its rows."""
     rows = [[ScoredRow(e) for e in examples] for examples in per_member]
     return teacher_forced(members, prepare_batches(rows, vocab, batch_size, device), None).mean_loss
 
 
-def qf_accuracy(members: Members, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
+def qf_accuracy(members: ScoredModels, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
                 device: torch.device) -> list[float]:
     """Main-auxiliary accuracy: argmax over {do, does, don't, doesn't} right after `quest`."""
     rows = [[ScoredRow(row.example, False, row.positions) for row in qf_rows(examples)] for examples in per_member]
@@ -243,7 +243,7 @@ def qf_accuracy(members: Members, per_member: Sequence[Sequence[Example]], vocab
 
 
 @torch.no_grad()
-def greedy_decode(members: Members, prefixes: Sequence[Sequence[Sequence[int]]], vocab: Vocab,
+def greedy_decode(members: ScoredModels, prefixes: Sequence[Sequence[Sequence[int]]], vocab: Vocab,
                   device: torch.device, max_new_tokens: int = MAX_NEW_TOKENS,
                   sync_every: int = 8) -> list[list[list[int]]]:
     """Batched greedy continuation of each prefix ([K'][B] token ids, without SOS) by every member, every token
@@ -303,7 +303,7 @@ def ti_main_verb_correct(target: list[str], predicted: list[str]) -> bool:
     return predicted[main] == target[main]
 
 
-def ti_accuracy(members: Members, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
+def ti_accuracy(members: ScoredModels, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
                 device: torch.device) -> list[float]:
     correct = [0] * members.size
     for batch in member_chunks(per_member, batch_size):
@@ -334,7 +334,7 @@ def dyck_positions(examples: Sequence[Example], limit: int) -> list[tuple[Exampl
     return taken
 
 
-def dyck_accuracy(members: Members, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
+def dyck_accuracy(members: ScoredModels, per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int,
                   device: torch.device, limit: int, min_dep: int) -> list[tuple[float, float]]:
     """Per member: (unfiltered accuracy, accuracy on positions whose opening bracket is >= min_dep tokens back)."""
     rows = [[ScoredRow(row.example, False, row.positions) for row in dyck_rows(examples, limit, min_dep)
@@ -395,7 +395,7 @@ class Evaluator:
                 "gen": gen_subsets(self.data.gen, self.task_cfg.eval_gen_sample, seeds, step,
                                    fixed=self.task_cfg.eval_gen_fixed)}
 
-    def __call__(self, members: Members, seeds: Sequence[int], step: int, suffix: str = "") -> list[dict[str, float]]:
+    def __call__(self, members: ScoredModels, seeds: Sequence[int], step: int, suffix: str = "") -> list[dict[str, float]]:
         """The metrics of `members` (in eval mode: the caller's job) at `step`, keys ending in `suffix`."""
         metrics: list[dict[str, float]] = [{} for _ in range(members.size)]
         for name, examples in self.splits(seeds, step).items():
@@ -412,7 +412,7 @@ class Evaluator:
         return metrics
 
 
-def evaluate(members: Members, data: TaskData, task_cfg, batch_size: int, device: torch.device,
+def evaluate(members: ScoredModels, data: TaskData, task_cfg, batch_size: int, device: torch.device,
              seeds: Sequence[int], step: int) -> list[dict[str, float]]:
     """One evaluation of `members` (see Evaluator; the trainer keeps one Evaluator for the whole run)."""
     return Evaluator(data, task_cfg, batch_size, device)(members, seeds, step)
