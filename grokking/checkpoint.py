@@ -1,6 +1,9 @@
 """Checkpoints: `latest.pt` (full training state, rotated to `previous.pt`), `init.pt` and weights-only
 analysis snapshots `snapshots/step_XXXXXXXXX.pt`.
 
+What a member's latest.pt holds is said in one place, `training_state`, and how it is restored in another,
+`restore_training_state`; their key names are the file format (checkpoints of older grok load by them).
+
 Every write goes to a temporary file, is fsynced and renamed into place, so a SIGKILL or submitit's
 SystemExit mid-save never leaves a truncated checkpoint under a real name; a failed write removes its
 temporary file and names the path on one line. Loads use `weights_only=True`: the training state holds only
@@ -22,11 +25,18 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
+from grokking.model import build_model
+from grokking.rundir import refuse_changed_config
 from grokking.runfiles import atomic_write, move_aside
+
+if TYPE_CHECKING:
+    from grokking.ema import WeightAverages
+    from grokking.member import Member
+    from grokking.step import PackStep, SingleStep
 
 log = logging.getLogger(__name__)
 SNAPSHOT_PATTERN = re.compile(r"step_(\d{9})\.pt$")
@@ -167,3 +177,66 @@ def load_resume_state(ckpt_dir: Path) -> tuple[dict[str, Any] | None, str]:
 def warn_if_legacy(loaded: Verified, name: str) -> None:
     if loaded.legacy:
         log.warning("%s was written by an older grok, no content hash; re-saved with one at the next save", name)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def training_state(step_fn: SingleStep | PackStep, k: int, member: Member, step: int, device: torch.device,
+                   elapsed_s: float, averages: WeightAverages | None) -> dict[str, Any]:
+    """Member k's full training state at `step`, in the single-run layout: its weights, AdamW state and the RNG
+    states (for an exact resume), its weight averages, and its bookkeeping (epoch, run id, config hash, training
+    time so far, the sums of its open loss windows)."""
+    state = {"model": step_fn.model_of(k).state_dict(), "optimizer": step_fn.optimizer_state(k),
+             "step": step, "epoch": member.batches.epoch_of(step), "rng": rng_state(device),
+             "run_id": member.run_id, "config_hash": member.hash, "elapsed_s": elapsed_s,
+             "window_sums": [member.log_window.sums.tolist(), member.eval_window.sums.tolist()]}
+    if averages is not None:
+        state["ema"] = averages.member_state(k)
+    return state
+
+
+def restore_training_state(members: list[Member], found: list[tuple[dict[str, Any], str]],
+                           step_fn: SingleStep | PackStep, averages: WeightAverages | None, model_cfg,
+                           vocab_size: int, device: torch.device) -> None:
+    """Every member from its checkpoint state (`found`: state and file name, all at one step): weights and
+    AdamW state (fresh AdamW state if any is a weights-only snapshot), the RNG states, weight averages and the
+    bookkeeping; each run's logs are cut back to that step. RunDirError if a checkpoint was saved with another
+    training config (resume=force continues it anyway)."""
+    models, optimizer_states = [], []
+    for member, (state, source) in zip(members, found, strict=True):
+        saved_hash = state.get("config_hash")
+        if saved_hash is not None and saved_hash != member.hash and member.cfg.resume != "force":
+            refuse_changed_config(member.run_dir, member.cfg, saved_hash)
+        model = build_model(model_cfg, vocab_size).to(device)
+        model.load_state_dict(state["model"])
+        models.append(model)
+        optimizer_states.append(state.get("optimizer"))
+        member.saved_step = int(state["step"])
+        member.elapsed_before = float(state.get("elapsed_s", 0.0))
+        member.run_id = state.get("run_id", member.run_id)
+        member.resumed_sums = state.get("window_sums")
+        member.run_dir.truncate_after(member.saved_step)
+        if member.diagnostics is not None:
+            member.diagnostics.truncate_after(member.saved_step)
+        member.resumed_from = source
+        log.info("resuming %s from %s at step %d", member.run_dir.path, source, member.saved_step,
+                 extra={"seed": member.seed})
+    if all(s is not None for s in optimizer_states):
+        step_fn.load(models, optimizer_states)
+        restore_rng(found[0][0]["rng"], device)
+    else:  # weights-only checkpoints: fresh optimizer state
+        step_fn.load(models, [step_fn.optimizer_state(k) for k in range(len(models))])
+    if averages is not None:
+        for k, (member, (state, source)) in enumerate(zip(members, found, strict=True)):
+            averages.load_member(k, state.get("ema"), f"{member.run_dir.ckpt / source}")

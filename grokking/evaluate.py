@@ -3,7 +3,7 @@ teacher-forced loss, for any task (`grokking.tasks`): the task says which positi
 which candidate tokens (QF, Dyck), or that its outputs are decoded greedily and judged whole (TI); a task with a
 second, filtered accuracy (Dyck's long dependencies) gets it from the same pass.
 
-Every metric scores the K members of a seed pack together (a single run is K = 1): `Members.logits` maps inputs
+Every metric scores the K members of a seed pack together (a single run is K = 1): `ScoredModels.logits` maps inputs
 [K', B, T] to logits [K, B, T, V], where K' = 1 means the same rows for every member (val, and gen unless it is
 subsampled per seed) and K' = K one set of rows per member. A pack on CUDA answers with one vmapped forward pass
 for all members; everything after the forward pass is batched over the member dimension too.
@@ -26,7 +26,7 @@ MAX_NEW_TOKENS = 50  # greedy decoding budget (code: 50)
 
 
 @dataclass(frozen=True)
-class Members:
+class ScoredModels:
     """The models scored together: `logits(inputs [K', B, T]) -> [K, B, T, V]` (K' = 1: rows shared by all), and
     `apply(fn, *args)`: fn(model, *args) -> Tensor for every member, stacked [K, ...] (the probes' forward passes)."""
 
@@ -35,7 +35,7 @@ class Members:
     apply: Callable[..., Tensor]
 
     @classmethod
-    def of(cls, model) -> Members:
+    def of(cls, model) -> ScoredModels:
         """One model (in the mode its caller set) as a pack of one."""
         return cls(1, lambda inputs: model(inputs[0])[None], lambda fn, *args: fn(model, *args)[None])
 
@@ -156,7 +156,7 @@ def prepare_batches(rows_per_member: Sequence[Sequence[ScoredRow]], vocab: Vocab
 
 
 @torch.no_grad()
-def teacher_forced(members: Members, batches: Sequence[PreparedBatch], candidates: Tensor | None) -> TeacherForced:
+def teacher_forced(members: ScoredModels, batches: Sequence[PreparedBatch], candidates: Tensor | None) -> TeacherForced:
     """One forward pass per batch gives both the mean next-token loss and the accuracy at the scored positions
     (argmax over `candidates`): a causal LM's logits at a position depend only on the tokens up to it, so the
     logits of the full sentence hold those of every prefix."""
@@ -191,7 +191,7 @@ def candidate_ids(task: Task, vocab: Vocab, device: torch.device) -> Tensor | No
 
 
 @torch.no_grad()
-def greedy_decode(members: Members, prefixes: Sequence[Sequence[Sequence[int]]], vocab: Vocab,
+def greedy_decode(members: ScoredModels, prefixes: Sequence[Sequence[Sequence[int]]], vocab: Vocab,
                   device: torch.device, max_new_tokens: int = MAX_NEW_TOKENS,
                   sync_every: int = 8) -> list[list[list[int]]]:
     """Batched greedy continuation of each prefix ([K'][B] token ids, without SOS) by every member, every token
@@ -230,7 +230,7 @@ def greedy_decode(members: Members, prefixes: Sequence[Sequence[Sequence[int]]],
     return out
 
 
-def decoded_accuracy(members: Members, task: Task, per_member: Sequence[Sequence[Example]], vocab: Vocab,
+def decoded_accuracy(members: ScoredModels, task: Task, per_member: Sequence[Sequence[Example]], vocab: Vocab,
                      batch_size: int, device: torch.device) -> list[float]:
     """Greedy continuation of each example's input by every member, judged by `task.decoded_correct`."""
     correct = [0] * members.size
@@ -242,7 +242,7 @@ def decoded_accuracy(members: Members, task: Task, per_member: Sequence[Sequence
     return [c / max(len(per_member[0]), 1) for c in correct]
 
 
-def split_metrics(members: Members, task: Task, batches: Sequence[PreparedBatch],
+def split_metrics(members: ScoredModels, task: Task, batches: Sequence[PreparedBatch],
                   per_member: Sequence[Sequence[Example]], vocab: Vocab, batch_size: int, device: torch.device,
                   candidates: Tensor | None) -> list[dict[str, float]]:
     """Per member: `loss`, the task's second accuracy if it has one, and `acc` on one split, from the split's
@@ -261,7 +261,7 @@ def split_metrics(members: Members, task: Task, batches: Sequence[PreparedBatch]
     return metrics
 
 
-def score_split(members: Members, task: Task, task_cfg, per_member: Sequence[Sequence[Example]], vocab: Vocab,
+def score_split(members: ScoredModels, task: Task, task_cfg, per_member: Sequence[Sequence[Example]], vocab: Vocab,
                 batch_size: int, device: torch.device) -> list[dict[str, float]]:
     """`split_metrics` of examples prepared on the spot (the trainer's Evaluator prepares a fixed split once)."""
     batches = prepare_batches([task.scored_rows(examples, task_cfg) for examples in per_member], vocab, batch_size,
@@ -315,7 +315,7 @@ class Evaluator:
                 "gen": gen_subsets(self.data.gen, self.task_cfg.eval_gen_sample, seeds, step,
                                    fixed=self.task_cfg.eval_gen_fixed)}
 
-    def __call__(self, members: Members, seeds: Sequence[int], step: int, suffix: str = "") -> list[dict[str, float]]:
+    def __call__(self, members: ScoredModels, seeds: Sequence[int], step: int, suffix: str = "") -> list[dict[str, float]]:
         """The metrics of `members` (in eval mode: the caller's job) at `step`, keys ending in `suffix`."""
         metrics: list[dict[str, float]] = [{} for _ in range(members.size)]
         for name, examples in self.splits(seeds, step).items():
@@ -326,7 +326,7 @@ class Evaluator:
         return metrics
 
 
-def evaluate(members: Members, data: TaskData, task_cfg, batch_size: int, device: torch.device,
+def evaluate(members: ScoredModels, data: TaskData, task_cfg, batch_size: int, device: torch.device,
              seeds: Sequence[int], step: int) -> list[dict[str, float]]:
     """One evaluation of `members` (see Evaluator; the trainer keeps one Evaluator for the whole run)."""
     return Evaluator(data, task_cfg, batch_size, device)(members, seeds, step)

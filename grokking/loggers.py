@@ -1,4 +1,5 @@
-"""Metric logging: `metrics.jsonl` in the run dir is the source of truth; wandb (optional) mirrors it.
+"""Metric logging: `metrics.jsonl` in the run dir is the source of truth; wandb (optional) mirrors it. Log lines
+are copied into the run's `train.log` (`attach_file_log`).
 
 wandb is imported only when `logger=wandb`. Its run id is stable per run directory and kept in the
 checkpoint, so a resumed or requeued run continues the same wandb run (online mode; offline wandb cannot
@@ -14,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from grokking.errors import WriteError
 from grokking.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,29 @@ log = logging.getLogger(__name__)
 
 def stable_run_id(run_dir: RunDir) -> str:
     return hashlib.sha1(str(run_dir.path.resolve()).encode()).hexdigest()[:12]
+
+
+class RunLogHandler(logging.FileHandler):
+    """train.log: a convenience copy of the log. A failed write is dropped, not printed as a traceback; the
+    failure surfaces on one line through the next metrics, status or checkpoint write."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
+def attach_file_log(run_dir: RunDir, seed: int | None = None) -> logging.Handler:
+    """Copy grok's log lines into the run's train.log; in a seed pack, only the lines of member `seed` (and the
+    pack's shared lines)."""
+    try:
+        handler = RunLogHandler(run_dir.path / "train.log")
+    except OSError as exc:
+        raise WriteError(f"cannot write {run_dir.path / 'train.log'}: {exc.strerror or exc}") from None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if seed is not None:
+        handler.addFilter(lambda record: getattr(record, "seed", seed) == seed)
+    logging.getLogger("grokking").addHandler(handler)
+    logging.getLogger("grokking").setLevel(logging.INFO)
+    return handler
 
 
 class MetricsLogger:

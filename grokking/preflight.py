@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
+from grokking.errors import ConfigError, DataError
 from grokking.memory import check_fits
 from grokking.rundir import RunDir
 
@@ -20,13 +21,28 @@ from grokking.rundir import RunDir
 def preflight(cfg: DictConfig, device: torch.device, members: int = 1) -> None:
     """ConfigError / DataError (one line) if the run `cfg` (a seed pack of `members`) cannot start on `device`."""
     from grokking.data import load_task_data
-    from grokking.train import check_data  # grokking.train imports this module
 
     check_fits(cfg, device, members)  # the weights alone, before generating a dataset for a model that cannot fit
     data = load_task_data(cfg)
     check_data(cfg, data)
     longest = max(len(e.tokens) for split in (data.train, data.val, data.gen) for e in split) + 1  # <sos>/<eos>
     check_fits(cfg, device, members, data.vocab.size, longest)
+
+
+def check_data(cfg: DictConfig, data) -> None:
+    """Refuse data that cannot be trained on faithfully: an empty split (e.g. an empty file under data.source
+    would log made-up zero metrics), a training set smaller than a batch, sequences longer than model.max_len."""
+    empty = [name for name in ("train", "val", "gen") if not getattr(data, name)]
+    if empty:
+        where = f"data.source={cfg.data.source}" if cfg.data.source else str(data.directory)
+        raise DataError(f"empty {'/'.join(empty)} split in {where}")
+    if cfg.train.batch_size > len(data.train):
+        raise ConfigError(f"train.batch_size ({cfg.train.batch_size}) is larger than the training set "
+                          f"({len(data.train)})")
+    longest = max(len(e.tokens) for split in (data.train, data.val, data.gen) for e in split) + 1  # + <sos>/<eos>
+    if longest > cfg.model.max_len:
+        raise ConfigError(f"model.max_len ({cfg.model.max_len}) is shorter than the longest sequence of the data "
+                          f"({longest} tokens with <sos>/<eos>)")
 
 
 def needs_training(cfg: DictConfig) -> bool:

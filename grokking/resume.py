@@ -1,4 +1,10 @@
-"""Where a run resumes: the checkpoint each member of a single run or seed pack restarts from.
+"""Which runs train, and where each resumes.
+
+Which: `members_to_train` skips a finished run (refusing one whose training config changed: resume=force
+continues it anyway), archives an old one (force=true, resume=never) and leaves a pack member that failed
+earlier out of the pack (it is retried alone: `member_command`).
+
+Where: the checkpoint each member of a single run or seed pack restarts from.
 
 A single run resumes from its newest checkpoint that verifies (checkpoint.load_resume_state: latest.pt, else
 previous.pt, else the newest weights-only snapshot). A seed pack's members must restart at one step, and a crash
@@ -12,17 +18,80 @@ files change.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from grokking.checkpoint import FULL_KEYS, load_resume_state, load_verified, warn_if_legacy
-from grokking.errors import RunDirError
+from grokking.console import summary
+from grokking.errors import RunDirError, TrainingFailed
+from grokking.loggers import attach_file_log
+from grokking.member import Member
+from grokking.rundir import RunDir, refuse_changed_config
+from grokking.runfiles import read_metrics
 
 log = logging.getLogger(__name__)
 FULL_CHECKPOINTS = ("latest.pt", "previous.pt")
 
 ResumePoint = tuple[dict[str, Any] | None, str]  # (checkpoint state or None for a fresh start, its file name)
+
+
+@contextlib.contextmanager
+def members_to_train(member_cfgs: list[DictConfig],
+                     run_dirs: list[RunDir]) -> Iterator[tuple[list[Member], list[str]]]:
+    """The members that train, and one line per pack member left out because it failed earlier (TrainingFailed
+    if every member did). Each member's log lines go to its train.log until the `with` block ends."""
+    packed = len(member_cfgs) > 1
+    handlers, chosen, left_out = [], [], []
+    try:
+        for cfg, run_dir in zip(member_cfgs, run_dirs, strict=True):
+            status = run_dir.status()
+            archived = run_dir.archive() if cfg.force or cfg.resume == "never" else None
+            handlers.append(attach_file_log(run_dir, cfg.seed if packed else None))
+            if archived:
+                log.info("%s: previous run files moved to %s", "force=true" if cfg.force else "resume=never",
+                         archived, extra={"seed": cfg.seed})
+            elif status and status["status"] == "done" and status["step"] >= cfg.train.steps:
+                if cfg.resume != "force":
+                    refuse_changed_config(run_dir, cfg)
+                log.info("grok: %s is already done at step %d (force=true retrains it)\n%s", run_dir.path,
+                         status["step"], summary(read_metrics(run_dir.metrics_file)[0], cfg.run_dir, status["step"]),
+                         extra={"seed": cfg.seed})
+                continue
+            elif status and cfg.resume != "force":  # refuse before anything is written to another config's run
+                refuse_changed_config(run_dir, cfg)
+            if packed and not archived and status and status["status"] == "failed":
+                log.warning("grok: %s failed earlier (%s); left out of the pack: retry it alone with seed=%d",
+                            run_dir.path, status.get("reason"), cfg.seed, extra={"seed": cfg.seed})
+                left_out.append(f"seed {cfg.seed} failed earlier, left out (retry it alone with seed={cfg.seed})")
+                continue
+            chosen.append(Member(cfg, run_dir, status))
+        if not chosen and left_out:
+            raise TrainingFailed(f"nothing trained: every member of the seed pack failed earlier "
+                                 f"({', '.join(left_out)})")
+        yield chosen, left_out
+    finally:
+        for handler in handlers:
+            logging.getLogger("grokking").removeHandler(handler)
+            handler.close()
+
+
+def resume_points(members: list[Member]) -> list[ResumePoint]:
+    """Where each member resumes (`pack_resume_points`), or a fresh start for all (resume=never)."""
+    if members[0].cfg.resume == "never":
+        return [(None, "")] * len(members)
+    return pack_resume_points([m.run_dir.ckpt for m in members], [m.seed for m in members], member_command())
+
+
+def member_command() -> str:
+    """This command line without its seed/seeds overrides: with `seed=S` added, it trains member S alone."""
+    kept = [a for a in sys.argv[1:] if not a.startswith("-") and not a.lstrip("+~").startswith(("seed=", "seeds="))]
+    return " ".join(["grok train", *kept])
 
 
 def full_checkpoint_steps(ckpt_dir: Path, seed: int) -> dict[int, str]:

@@ -259,6 +259,23 @@ class RunDir:
         atomic_write_text(history_path, json.dumps({**meta, "segments": [*previous, meta["started"]]}, indent=1) + "\n")
 
 
+def refuse_changed_config(run_dir: RunDir, cfg: DictConfig, saved_hash: str | None = None) -> None:
+    """RunDirError naming the changed training keys if the run in `run_dir` was trained with another config
+    (by its checkpoint's config hash when given, else by its config.yaml)."""
+    saved_cfg = run_dir.saved_config()  # None if missing, or not a config (then moved aside, with one warning)
+    diff = changed_training_keys(saved_cfg, cfg) if saved_cfg is not None else []
+    if saved_cfg is None and saved_hash is None:
+        saved_hash = run_dir.saved_config_hash()  # meta.json's record of the last segment, when there is one
+    if diff or (saved_hash is not None and saved_hash != config_hash(cfg)):
+        shown = 8  # every changed key up to this many, then a count
+        keys = ", ".join(diff[:shown]) + (f", and {len(diff) - shown} more" if len(diff) > shown else "")
+        raise RunDirError(f"{run_dir.path} holds a run with a different training config "
+                          f"({keys or 'config hash differs'}); use resume=force to continue it "
+                          f"anyway, force=true to start over, or another tag=/run_dir=")
+    if saved_cfg is None and saved_hash is not None and not (run_dir.path / "config.yaml").exists():
+        run_dir.save_config(cfg)  # moved aside or lost, and the run's hash says this config is the run's
+
+
 def package_versions() -> dict[str, str]:
     versions = {}
     for name in ("grok", "torch", "numpy", "hydra-core", "omegaconf", "nltk", "submitit", "wandb"):

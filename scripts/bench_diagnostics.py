@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from cli.compose import compose_config
+from grokking.batches import BatchOrder
 from grokking.data import load_task_data
 from grokking.diagnostics import Diagnostics
 from grokking.model import build_model, lm_loss
-from grokking.train import BatchOrder
 
 
 def directory_bytes(path: Path) -> int:

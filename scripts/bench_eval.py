@@ -25,10 +25,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cli.compose import compose_config  # noqa: E402
+from grokking.batches import BatchOrder  # noqa: E402
 from grokking.data import load_task_data  # noqa: E402
-from grokking.evaluate import Evaluator, Members  # noqa: E402
+from grokking.evaluate import Evaluator, ScoredModels  # noqa: E402
 from grokking.model import build_model  # noqa: E402
-from grokking.train import BatchOrder, SingleStep  # noqa: E402
+from grokking.step import SingleStep  # noqa: E402
 
 
 def load_module(path: str):
@@ -76,7 +77,7 @@ def main() -> None:
         done += args.steps
         times["step"].append(elapsed / args.steps)
         model.eval()
-        members = Members.of(model)
+        members = ScoredModels.of(model)
         with torch.no_grad():
             if before is not None:
                 elapsed, [old] = timed(before.evaluate, members, data, cfg.task, cfg.train.eval_batch_size, device,

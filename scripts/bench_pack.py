@@ -4,7 +4,7 @@
     python scripts/bench_pack.py --shapes paper --ks 10 --device cuda --precision bf16 --compile   # CUDA graphs
     python scripts/bench_pack.py --shapes paper --ks 10 --device cuda --eval-sentences 2000   # evaluation too
 
-Both sides use grok's own training steps (grokking.train.SingleStep / PackStep: the loop's code), real QF batches
+Both sides use grok's own training steps (grokking.step.SingleStep / PackStep: the loop's code), real QF batches
 from each seed's own data order, AdamW, clip 1 and the shape's dropout, interleaved round by round in one process
 so machine noise hits both. A member-step is one optimizer step of one seed; the ratio is pack / singles.
 With --eval-sentences N, also one evaluation of every member (grokking.evaluate on N QF val and N gen sentences:
@@ -21,11 +21,12 @@ from types import SimpleNamespace
 import torch
 from omegaconf import OmegaConf
 
+from grokking.batches import BatchOrder
 from grokking.data.generate import generate, generation_config
 from grokking.data.vocab import Vocab
 from grokking.evaluate import evaluate
 from grokking.model import build_model
-from grokking.train import BatchOrder, PackStep, SingleStep
+from grokking.step import PackStep, SingleStep
 
 SHAPES = {  # (model, batch size): the README's main job (experiment=cpu) and the paper's depth-6 QF model
     "cpu": ({"d_model": 128, "n_heads": 4, "d_ff": 512, "n_layers": 2}, 32),

@@ -22,7 +22,7 @@ import torch
 
 from cli.compose import compose_config
 from grokking.data import load_task_data
-from grokking.evaluate import Members
+from grokking.evaluate import ScoredModels
 from grokking.model import build_model
 from grokking.probes import Prober
 from grokking.probes.sample import draw_sample, probe_inputs
@@ -63,10 +63,10 @@ def main() -> None:
     rng = np.random.default_rng(1)
     chosen = [vocab.encode(sample[i]) for i in rng.choice(len(sample), size=args.naive, replace=False)]
     with torch.no_grad():
-        sci_charts(Members.of(model), chosen[:4], vocab.sos, vocab.pad, batch, device)[0]  # warm-up both paths
+        sci_charts(ScoredModels.of(model), chosen[:4], vocab.sos, vocab.pad, batch, device)[0]  # warm-up both paths
         naive_sci_chart(model, chosen[0], vocab.sos, 256, device)
         naive_s, naive = timed(lambda: [naive_sci_chart(model, s, vocab.sos, 256, device) for s in chosen])
-        fast_s, fast = timed(lambda: sci_charts(Members.of(model), chosen, vocab.sos, vocab.pad, batch, device)[0])
+        fast_s, fast = timed(lambda: sci_charts(ScoredModels.of(model), chosen, vocab.sos, vocab.pad, batch, device)[0])
     diff = max(float(np.abs(a - b).max()) for a, b in zip(naive, fast, strict=True))
     print(f"SCI charts on the same {len(chosen)} sentences: naive {naive_s / len(chosen):.4f} s/sentence, "
           f"causal trick {fast_s / len(chosen):.4f} s/sentence, speed-up {naive_s / fast_s:.1f}x, "
@@ -75,7 +75,7 @@ def main() -> None:
     count = len(sample) if args.full else min(args.subset, len(sample))
     subset_ids = [vocab.encode(s) for s in sample[:count]]
     with torch.no_grad():
-        charts_s, charts = timed(lambda: sci_charts(Members.of(model), subset_ids, vocab.sos, vocab.pad, batch, device)[0])
+        charts_s, charts = timed(lambda: sci_charts(ScoredModels.of(model), subset_ids, vocab.sos, vocab.pad, batch, device)[0])
     trees_s, _ = timed(lambda: Projections(charts).tscores(np.random.default_rng(0)))
     print(f"{count} sentences: SCI charts {charts_s / count * 1e3:.2f} ms/sentence, "
           f"trees (greedy + CKY) {trees_s / count * 1e3:.3f} ms/sentence")

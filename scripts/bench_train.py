@@ -3,7 +3,7 @@
     python scripts/bench_train.py                       # depths 2, 6, 10 on CPU, 40 timed steps each
     python scripts/bench_train.py --device cuda --precision bf16 --compile
 
-grok's side is the trainer's own step, built as the trainer builds it (grokking.train.SingleStep; PackStep with
+grok's side is the trainer's own step, built as the trainer builds it (grokking.step.SingleStep; PackStep with
 --members K > 1, reported per member-step): on the CPU the padding-free loss, on CUDA the static-width padded loss
 with no host sync; --compile is the trainer's compile=true (CUDA: torch.compile mode "reduce-overhead", i.e. CUDA
 graphs, one per padded shape; CPU: the default inductor mode, no graphs); --precision tf32/bf16 as precision=.
@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from grokking.model import build_model, lm_loss
-from grokking.train import PackStep, SingleStep
+from grokking.step import PackStep, SingleStep
 
 VOCAB = 71  # QF vocabulary + EOS + SOS
 PAD = 0
@@ -78,11 +78,11 @@ def grok_step(depth: int, members: int, precision: str, device: torch.device, co
     for seed in range(members):  # each member initialised with its own seed, as the trainer does
         torch.manual_seed(seed)
         models.append(build_model(cfg.model, VOCAB).to(device).train())
-    engine = (PackStep(models, cfg, device, PAD) if members > 1 else SingleStep(models[0], cfg, device, PAD))
+    step_fn = (PackStep(models, cfg, device, PAD) if members > 1 else SingleStep(models[0], cfg, device, PAD))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
-        engine([batch] * members, 1e-4, 1.0, autocast, device)
+        step_fn([batch] * members, 1e-4, 1.0, autocast, device)
 
     return step
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from grokking.evaluate import Members
+from grokking.evaluate import ScoredModels
 from grokking.probes.entropy import attention_entropy, released_attention_sparsity
 from grokking.probes.norms import weight_norms
 from grokking.probes.parseval import bracket_f1, nltk_mask, tree_mask
@@ -57,7 +57,7 @@ class Prober:
         was_training = model.training
         model.eval()
         try:
-            return self.probe(Members.of(model), lambda k: model, step)[0]
+            return self.probe(ScoredModels.of(model), lambda k: model, step)[0]
         finally:
             model.train(was_training)
 
@@ -67,7 +67,7 @@ class Prober:
         return self.sentences == other.sentences
 
     @torch.no_grad()
-    def probe(self, members: Members, model_of: Callable[[int], nn.Module], step: int) -> list[dict[str, float | None]]:
+    def probe(self, members: ScoredModels, model_of: Callable[[int], nn.Module], step: int) -> list[dict[str, float | None]]:
         """Every probe of every member (already in eval mode), the forward passes batched over members;
         `model_of(k)` gives member k as a model, for its weight norms."""
         sequences = [[self.sos, *ids] for ids in self.word_ids]
@@ -83,7 +83,7 @@ class Prober:
             member.update(tree)
         return metrics
 
-    def tree_metrics(self, members: Members, step: int) -> list[dict[str, float | None]]:
+    def tree_metrics(self, members: ScoredModels, step: int) -> list[dict[str, float | None]]:
         if not self.word_ids:
             return [dict.fromkeys(TREE_KEYS) for _ in range(members.size)]
         out = []

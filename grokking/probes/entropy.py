@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from grokking.evaluate import Members, pad_batch
+from grokking.evaluate import ScoredModels, pad_batch
 from grokking.probes.batching import length_sorted_batches
 
 
@@ -47,7 +47,7 @@ def _attention_maps(model, ids: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def attention_entropy(members: Members, sequences: Sequence[Sequence[int]], pad: int, batch_size: int,
+def attention_entropy(members: ScoredModels, sequences: Sequence[Sequence[int]], pad: int, batch_size: int,
                       device: torch.device) -> list[dict[str, float | None]]:
     """Entropy metrics of every member (already in eval mode) over `[SOS] + ids` sequences."""
     if not sequences:
@@ -70,7 +70,7 @@ def _embedding_fed_attention(model, ids: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def released_attention_sparsity(members: Members, sequences: Sequence[Sequence[int]], pad: int, batch_size: int,
+def released_attention_sparsity(members: ScoredModels, sequences: Sequence[Sequence[int]], pad: int, batch_size: int,
                                 device: torch.device) -> list[float | None]:
     """`probe/attn_sparsity_sg` of every member: the value the released code logs as attention sparsity, computed
     its way (docs/metrics.md): every layer's attention is computed on the *embedding output* (the code never fed

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from grokking.evaluate import Members
+from grokking.evaluate import ScoredModels
 from grokking.model import TransformerLM, causal_mask
 from grokking.probes.batching import rows_per_pass
 
@@ -100,7 +100,7 @@ def _row_masks(segment: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _charts_of_length(members: Members, sentences: Tensor, sos: int, pad: int, batch_size: int) -> np.ndarray:
+def _charts_of_length(members: ScoredModels, sentences: Tensor, sos: int, pad: int, batch_size: int) -> np.ndarray:
     """SCI charts [K, S, n, n] of S sentences with n words each ([S, n] ids, no SOS), for every member.
 
     Memory is bounded by the chunk, one forward pass of at most `rows_per_pass` rows, not by n^2: each pass's
@@ -157,7 +157,7 @@ def _charts_of_length(members: Members, sentences: Tensor, sos: int, pad: int, b
     return charts
 
 
-def sci_charts(members: Members, sentences: Sequence[Sequence[int]], sos: int, pad: int, batch_size: int,
+def sci_charts(members: ScoredModels, sentences: Sequence[Sequence[int]], sos: int, pad: int, batch_size: int,
                device: torch.device) -> list[list[np.ndarray]]:
     """Every member's SCI chart of every sentence (word ids without SOS), float64 [n, n] with chart[i, j] for
     i <= j and zeros below the diagonal: [K][sentences]. The members must be in eval mode; about `batch_size`

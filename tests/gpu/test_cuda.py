@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from grokking.model import ModelShape, TransformerLM
-from grokking.train import PackStep, SingleStep
+from grokking.step import PackStep, SingleStep
 
 REHEARSAL = os.environ.get("GROK_GPU_REHEARSAL") == "1"  # the CPU rehearsal: run up to the first CUDA call
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available() and not REHEARSAL,
@@ -125,7 +125,7 @@ def test_a_pack_evaluates_and_probes_its_members_in_one_batched_pass_on_cuda(tmp
     """The trainer's CUDA path (vmapped logits and probe forward passes) against each member alone on the CPU."""
     from cli.compose import compose_config
     from grokking.data import load_task_data
-    from grokking.evaluate import Members, evaluate
+    from grokking.evaluate import ScoredModels, evaluate
     from grokking.model import build_model
     from grokking.probes import Prober
 
@@ -144,7 +144,7 @@ def test_a_pack_evaluates_and_probes_its_members_in_one_batched_pass_on_cuda(tmp
         probed = prober.probe(members, engine.model_of, 30)
     cpu_prober = Prober(cfg, data, tmp_path / "run", torch.device("cpu"))
     for k, (model, seed) in enumerate(zip(singles, SEEDS, strict=True)):
-        alone = evaluate(Members.of(model), data, cfg.task, 16, torch.device("cpu"), [seed], 30)[0]
+        alone = evaluate(ScoredModels.of(model), data, cfg.task, 16, torch.device("cpu"), [seed], 30)[0]
         assert together[k].keys() == alone.keys()
         for key, value in alone.items():
             assert together[k][key] == pytest.approx(value, rel=1e-3, abs=0.03), key  # a near-tie may flip

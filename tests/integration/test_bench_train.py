@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grokking import train
+from grokking import step
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_train.py"
 
@@ -17,13 +17,13 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_train.py"
 @pytest.mark.parametrize("members, engine", [(1, "SingleStep"), (2, "PackStep")])
 def test_bench_train_times_the_trainers_step(members, engine, monkeypatch, capsys):
     calls = []
-    original = getattr(train, engine).__call__
+    original = getattr(step, engine).__call__
 
     def counted(self, batches, *args):
         calls.append(len(batches))
         return original(self, batches, *args)
 
-    monkeypatch.setattr(getattr(train, engine), "__call__", counted)
+    monkeypatch.setattr(getattr(step, engine), "__call__", counted)
     pack = ["--members", str(members)] if members > 1 else []
     monkeypatch.setattr(sys, "argv", ["bench_train.py", "--depths", "1", "--steps", "2", "--rounds", "1", *pack])
     runpy.run_path(str(SCRIPT), run_name="__main__")

@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from grokking.model import ModelShape, TransformerLM
-from grokking.train import PackStep, SingleStep, bucket_width, static_width
+from grokking.step import PackStep, SingleStep, bucket_width, static_width
 
 SEEDS = (42, 52, 62)
 WIDTHS = (10, 20, 30, 12, 45)  # four buckets: 16, 24, 32, 48
@@ -158,7 +158,7 @@ def test_inductor_compiled_single_step_losses_match_eager_on_the_cpu(monkeypatch
 def test_precision_tf32_is_a_valid_config_and_switches_cuda_matmuls_only():
     from cli.compose import compose_config
     from grokking.config import validate
-    from grokking.train import matmul_precision
+    from grokking.step import matmul_precision
 
     cfg = compose_config(["experiment=smoke", "precision=tf32"])
     validate(cfg)  # fp32 | tf32 | bf16

@@ -8,7 +8,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from grokking.data import Vocab
-from grokking.evaluate import Members, greedy_decode, padded
+from grokking.evaluate import ScoredModels, greedy_decode, padded
 from grokking.model import ModelShape, TransformerLM
 
 CPU = torch.device("cpu")
@@ -34,7 +34,7 @@ class HostSyncs(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def per_token_loop(members: Members, prefixes, vocab: Vocab, max_new_tokens: int) -> list[list[list[int]]]:
+def per_token_loop(members: ScoredModels, prefixes, vocab: Vocab, max_new_tokens: int) -> list[list[list[int]]]:
     """The reference: read the exact longest row and whether all have finished after every token."""
     buffer, lengths = padded([[[vocab.sos, *p] for p in rows] for rows in prefixes], vocab.pad, CPU,
                              extra=max_new_tokens)
@@ -56,13 +56,13 @@ def per_token_loop(members: Members, prefixes, vocab: Vocab, max_new_tokens: int
             for tokens, begin, end in zip(buffer.tolist(), starts.tolist(), lengths.tolist(), strict=True)]
 
 
-def pack(vocab: Vocab, seeds=(0, 1, 2)) -> Members:
+def pack(vocab: Vocab, seeds=(0, 1, 2)) -> ScoredModels:
     models = []
     for seed in seeds:
         torch.manual_seed(seed)
         models.append(TransformerLM(ModelShape(vocab_size=vocab.size, d_model=32, n_heads=4, d_ff=64, n_layers=2,
                                                max_len=128)).eval())
-    return Members(len(models), lambda inputs: torch.stack([m(inputs[0 if len(inputs) == 1 else k])
+    return ScoredModels(len(models), lambda inputs: torch.stack([m(inputs[0 if len(inputs) == 1 else k])
                                                             for k, m in enumerate(models)]),
                    lambda fn, *args: torch.stack([fn(m, *args) for m in models]))
 

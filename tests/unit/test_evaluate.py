@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from grokking.data import Example, Vocab
-from grokking.evaluate import Members, greedy_decode, score_split
+from grokking.evaluate import ScoredModels, greedy_decode, score_split
 from grokking.tasks import get_task
 from grokking.tasks.dyck import closing_positions as dyck_positions
 from grokking.tasks.ti import main_verb_correct as ti_main_verb_correct
@@ -49,9 +49,9 @@ class ScriptedLM(nn.Module):
         return logits
 
 
-def pack_of(*models: ScriptedLM) -> Members:
+def pack_of(*models: ScriptedLM) -> ScoredModels:
     """Scripted LMs scored together as a seed pack's members (inputs [K', B, T], K' = 1 for shared rows)."""
-    return Members(len(models), lambda inputs: torch.stack([m(inputs[0 if len(inputs) == 1 else k])
+    return ScoredModels(len(models), lambda inputs: torch.stack([m(inputs[0 if len(inputs) == 1 else k])
                                                             for k, m in enumerate(models)]),
                    lambda fn, *args: torch.stack([fn(m, *args) for m in models]))
 
@@ -87,7 +87,7 @@ def test_qf_accuracy_ranks_only_the_four_auxiliaries_after_quest():
               tuple([vocab.sos, *vocab.encode(wrong.split()[:6])]): vocab.id("the")}
     model = ScriptedLM(vocab, script)
     examples = [example(right, "quest"), example(wrong, "quest"), example(declarative, "decl")]
-    assert qf_accuracy(Members.of(model), [examples], vocab, batch_size=2, device=CPU) == [pytest.approx(1 / 2)]
+    assert qf_accuracy(ScoredModels.of(model), [examples], vocab, batch_size=2, device=CPU) == [pytest.approx(1 / 2)]
     # a pack: the second member answers "does" to the first question as well; then each member its own examples
     fixed = ScriptedLM(vocab, {**script, tuple([vocab.sos, *vocab.encode(right.split()[:6])]): vocab.id("does")})
     assert qf_accuracy(pack_of(model, fixed), [examples], vocab, 2, CPU) == [pytest.approx(1 / 2), 1.0]
@@ -101,7 +101,7 @@ def test_greedy_decode_keeps_every_token_up_to_eos_for_rows_finishing_at_differe
     script = {**continuation_script(vocab, ["a"], ["b", "c", "."]), **continuation_script(vocab, ["d", "d"], ["."])}
     model = ScriptedLM(vocab, script)
     prefixes = [vocab.encode(["a"]), vocab.encode(["d", "d"])]
-    (decoded,) = greedy_decode(Members.of(model), [prefixes], vocab, CPU, max_new_tokens=6)
+    (decoded,) = greedy_decode(ScoredModels.of(model), [prefixes], vocab, CPU, max_new_tokens=6)
     assert [vocab.decode(row) for row in decoded] == [["b", "c", "."], ["."]]
     # two members continue the same prefixes differently, and stop at different times
     other = ScriptedLM(vocab, {**continuation_script(vocab, ["a"], ["."]),
@@ -114,7 +114,7 @@ def test_greedy_decode_keeps_every_token_up_to_eos_for_rows_finishing_at_differe
 def test_greedy_decode_stops_at_the_token_budget_without_eos():
     vocab = vocab_of("a")
     model = ScriptedLM(vocab, {(vocab.sos,) + (vocab.id("a"),) * n: vocab.id("a") for n in range(1, 10)})
-    assert greedy_decode(Members.of(model), [[vocab.encode(["a"])]], vocab, CPU, max_new_tokens=4) == [
+    assert greedy_decode(ScoredModels.of(model), [[vocab.encode(["a"])]], vocab, CPU, max_new_tokens=4) == [
         [[vocab.id("a")] * 4]]
 
 
@@ -149,7 +149,7 @@ def test_ti_accuracy_decodes_and_scores_each_line():
     script = {**continuation_script(vocab, good.split()[:5], "the yak eats .".split()),
               **continuation_script(vocab, bad.split()[:8], "the newts near the yak reads .".split())}
     examples = [example(good, "PRESENT"), example(bad, "PRESENT")]
-    assert ti_accuracy(Members.of(ScriptedLM(vocab, script)), [examples], vocab, batch_size=2, device=CPU) == [0.5]
+    assert ti_accuracy(ScoredModels.of(ScriptedLM(vocab, script)), [examples], vocab, batch_size=2, device=CPU) == [0.5]
     # per-member rows: member 0 scores the good line only, member 1 the bad one only
     pack = pack_of(ScriptedLM(vocab, script), ScriptedLM(vocab, script))
     assert ti_accuracy(pack, [examples[:1], examples[1:]], vocab, batch_size=2, device=CPU) == [1.0, 0.0]
@@ -177,12 +177,12 @@ def test_dyck_accuracy_unfiltered_and_with_the_min_dependency_filter():
     wrong_at = long_string.index("d)")  # the outermost closer: distance 17, inside the >= 10 filter
     script[tuple([vocab.sos, *vocab.encode(long_string[:wrong_at])])] = vocab.id("b)")
     examples = [example(s, "") for s in DYCK]
-    [(acc, acc_far)] = dyck_accuracy(Members.of(ScriptedLM(vocab, script)), [examples], vocab, batch_size=2,
+    [(acc, acc_far)] = dyck_accuracy(ScoredModels.of(ScriptedLM(vocab, script)), [examples], vocab, batch_size=2,
                                      device=CPU, limit=0, min_dep=10)
     assert acc == pytest.approx(11 / 12)  # 2 + 1 + 9 closers, one wrong
     far = [d for _, closing in dyck_positions(examples, 0) for _, d in closing if d >= 10]
     assert sorted(far) == [11, 13, 15, 17] and acc_far == pytest.approx(3 / 4)
-    [(_, none_far)] = dyck_accuracy(Members.of(ScriptedLM(vocab, script)), [examples[:2]], vocab, 2, CPU, limit=0,
+    [(_, none_far)] = dyck_accuracy(ScoredModels.of(ScriptedLM(vocab, script)), [examples[:2]], vocab, 2, CPU, limit=0,
                                     min_dep=10)
     assert math.isnan(none_far)
     # a pack: a perfect member next to the one with the far mistake, on shared rows, then on rows of their own

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from cli.compose import compose_config
 from grokking.data import AUXILIARIES, load_task_data
-from grokking.evaluate import Evaluator, Members, gen_subsets, lm_batch
+from grokking.evaluate import Evaluator, ScoredModels, gen_subsets, lm_batch
 from grokking.model import build_model
 from grokking.tasks.dyck import closing_positions as dyck_positions
 
@@ -79,7 +79,7 @@ def reference_dyck_accuracy(model, vocab, examples, limit: int, min_dep: int) ->
 def test_one_pass_gives_the_metrics_of_each_sentence_scored_alone(task, data_dir):
     cfg, data, model = briefly_trained(task, data_dir)
     evaluator = Evaluator(data, cfg.task, batch_size=16, device=CPU)
-    [metrics] = evaluator(Members.of(model), [0], step=0)
+    [metrics] = evaluator(ScoredModels.of(model), [0], step=0)
     for split, examples in (("val", data.val), ("gen", data.gen)):
         assert metrics[f"{split}/loss"] == pytest.approx(reference_loss(model, data.vocab, examples), rel=1e-5)
         if task == "qf":
@@ -94,15 +94,15 @@ def test_one_pass_gives_the_metrics_of_each_sentence_scored_alone(task, data_dir
     # the encoded splits are kept: a second evaluation reuses them and agrees exactly
     kept = dict(evaluator.prepared)
     assert set(kept) == {"val", "gen"}
-    assert evaluator(Members.of(model), [0], step=30) == [metrics]
+    assert evaluator(ScoredModels.of(model), [0], step=30) == [metrics]
     assert all(evaluator.prepared[name] is kept[name] for name in kept)
 
 
 def test_a_suffix_names_the_keys_of_another_set_of_weights(data_dir):
     cfg, data, model = briefly_trained("qf", data_dir, steps=1)
     evaluator = Evaluator(data, cfg.task, batch_size=16, device=CPU)
-    [raw] = evaluator(Members.of(model), [0], 0)
-    [averaged] = evaluator(Members.of(model), [0], 0, suffix="_ema0.99")
+    [raw] = evaluator(ScoredModels.of(model), [0], 0)
+    [averaged] = evaluator(ScoredModels.of(model), [0], 0, suffix="_ema0.99")
     assert averaged == {f"{key}_ema0.99": value for key, value in raw.items()}
 
 

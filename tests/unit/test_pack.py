@@ -145,7 +145,7 @@ def test_the_cuda_static_width_step_matches_the_cpu_padding_free_step():
     member on unpadded batches, as on the CPU) train the same pack the same way."""
     from omegaconf import OmegaConf
 
-    from grokking.train import PackStep
+    from grokking.step import PackStep
 
     cfg = OmegaConf.create({"optim": {"betas": [0.9, 0.999], "eps": 1e-7, "weight_decay": 0.0}, "compile": False})
     steps = []

@@ -6,7 +6,7 @@ import torch
 
 from cli.compose import compose_config
 from grokking.data import load_task_data
-from grokking.evaluate import Members, evaluate
+from grokking.evaluate import ScoredModels, evaluate
 from grokking.model import build_model
 from grokking.pack import PackedLM
 
@@ -14,9 +14,9 @@ CPU = torch.device("cpu")
 SEEDS = [42, 52, 62]
 
 
-def members_of(pack: PackedLM, batched: bool) -> Members:
+def members_of(pack: PackedLM, batched: bool) -> ScoredModels:
     """A pack's members as the trainer hands them over: vmapped (CUDA's path) or one after another (the CPU's)."""
-    return Members(pack.size, lambda inputs: pack.logits(inputs, batched=batched),
+    return ScoredModels(pack.size, lambda inputs: pack.logits(inputs, batched=batched),
                    lambda fn, *args: pack.apply(fn, *args, batched=batched))
 
 
@@ -36,7 +36,7 @@ def test_a_pack_evaluates_each_member_as_its_single_run(task, data_dir):
                           "task.n_val=40"])
     data, models, pack = models_and_pack(cfg)
     step, batch_size = 30, 16
-    singles = [evaluate(Members.of(model), data, cfg.task, batch_size, CPU, [seed], step)[0]
+    singles = [evaluate(ScoredModels.of(model), data, cfg.task, batch_size, CPU, [seed], step)[0]
                for model, seed in zip(models, SEEDS, strict=True)]
     looped = evaluate(members_of(pack, batched=False), data, cfg.task, batch_size, CPU, SEEDS, step)
     batched = evaluate(members_of(pack, batched=True), data, cfg.task, batch_size, CPU, SEEDS, step)

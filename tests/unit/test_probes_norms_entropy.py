@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from grokking.evaluate import Members
+from grokking.evaluate import ScoredModels
 from grokking.model import ModelShape, TransformerLM
 from grokking.probes import weight_norms
 from grokking.probes.entropy import (
@@ -70,8 +70,8 @@ def test_entropy_of_a_real_forward_pass_is_bounded_and_ignores_padding():
     torch.manual_seed(0)
     model = TransformerLM(ModelShape(vocab_size=11, d_model=16, n_heads=2, d_ff=32, n_layers=2)).eval()
     sequences = [[10, 3, 4, 5, 6], [10, 1], [10, 2, 2]]
-    together = attention_entropy(Members.of(model), sequences, pad=0, batch_size=8, device=torch.device("cpu"))[0]
-    one_by_one = attention_entropy(Members.of(model), sequences, pad=0, batch_size=1, device=torch.device("cpu"))[0]
+    together = attention_entropy(ScoredModels.of(model), sequences, pad=0, batch_size=8, device=torch.device("cpu"))[0]
+    one_by_one = attention_entropy(ScoredModels.of(model), sequences, pad=0, batch_size=1, device=torch.device("cpu"))[0]
     assert together == pytest.approx(one_by_one, abs=1e-6)
     assert 0 < together["probe/attn_entropy"] < math.log(5)
     assert {f"probe/attn_entropy/layer{i}/head{h}" for i in range(2) for h in range(2)} <= together.keys()
@@ -85,7 +85,7 @@ def test_released_sparsity_of_uniform_attention_is_the_sum_of_log_positions():
         for block in model.blocks:
             block.attn.qkv.weight[:16].zero_()
     sequences = [[1, 2, 3], [4, 5, 6, 7, 8], [9]]
-    value = released_attention_sparsity(Members.of(model), sequences, 0, 2, torch.device("cpu"))[0]
+    value = released_attention_sparsity(ScoredModels.of(model), sequences, 0, 2, torch.device("cpu"))[0]
     assert value == pytest.approx(sum(math.lgamma(len(s) + 1) for s in sequences) / 3)
 
 
@@ -99,8 +99,8 @@ def test_released_sparsity_feeds_every_layer_the_embedding_output():
     for block in two.blocks:
         block.load_state_dict(one.blocks[0].state_dict())
     sequences = [[1, 2, 3, 4], [5, 6, 7, 8, 9, 10]]
-    released = [released_attention_sparsity(Members.of(m), sequences, 0, 4, torch.device("cpu"))[0]
+    released = [released_attention_sparsity(ScoredModels.of(m), sequences, 0, 4, torch.device("cpu"))[0]
                 for m in (one, two)]
     assert released[0] == pytest.approx(released[1])
-    real = attention_entropy(Members.of(two), sequences, 0, 4, torch.device("cpu"))[0]
+    real = attention_entropy(ScoredModels.of(two), sequences, 0, 4, torch.device("cpu"))[0]
     assert real["probe/attn_entropy/layer0"] != pytest.approx(real["probe/attn_entropy/layer1"])

@@ -9,7 +9,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from grokking.evaluate import Members
+from grokking.evaluate import ScoredModels
 from grokking.model import ModelShape, TransformerLM
 from grokking.probes.batching import rows_per_pass
 from grokking.probes.sci import naive_sci_chart, packing_template, sci_charts
@@ -37,7 +37,7 @@ def test_packing_places_every_segment_once_within_a_row(n):
 def test_causal_trick_equals_per_span_forward_passes(model):
     rng = np.random.default_rng(0)
     sentences = [rng.integers(1, 19, size=n).tolist() for n in (1, 2, 3, 5, 5, 5, 8, 11, 13, 16)]
-    fast = sci_charts(Members.of(model), sentences, SOS, PAD, batch_size=5, device=torch.device("cpu"))[0]
+    fast = sci_charts(ScoredModels.of(model), sentences, SOS, PAD, batch_size=5, device=torch.device("cpu"))[0]
     for sentence, chart in zip(sentences, fast, strict=True):
         naive = naive_sci_chart(model, sentence, SOS, batch_size=256, device=torch.device("cpu"))
         assert chart.shape == (len(sentence), len(sentence))
@@ -47,8 +47,8 @@ def test_causal_trick_equals_per_span_forward_passes(model):
 
 def test_charts_do_not_depend_on_batching(model):
     sentences = [[3, 4, 5, 6], [7, 8], [9, 10, 11, 12, 13, 14], [1, 2, 3, 4]]
-    one = sci_charts(Members.of(model), sentences, SOS, PAD, batch_size=1, device=torch.device("cpu"))[0]
-    many = sci_charts(Members.of(model), sentences, SOS, PAD, batch_size=64, device=torch.device("cpu"))[0]
+    one = sci_charts(ScoredModels.of(model), sentences, SOS, PAD, batch_size=1, device=torch.device("cpu"))[0]
+    many = sci_charts(ScoredModels.of(model), sentences, SOS, PAD, batch_size=64, device=torch.device("cpu"))[0]
     for a, b in zip(one, many, strict=True):
         assert np.abs(a - b).max() <= 1e-5
 
@@ -93,7 +93,7 @@ def test_probe_memory_is_bounded_by_the_chunk_not_by_n_squared(n, batch_size):
     for seed in (0, 1):
         torch.manual_seed(seed)
         models.append(TransformerLM(ModelShape(vocab_size=21, d_model=d, n_heads=heads, d_ff=64, n_layers=1)).eval())
-    members = Members(2, None, lambda fn, *args: torch.stack([fn(m, *args) for m in models]))
+    members = ScoredModels(2, None, lambda fn, *args: torch.stack([fn(m, *args) for m in models]))
     sentence = np.random.default_rng(n).integers(1, 19, size=n).tolist()
     with PeakTensorBytes() as meter:
         charts = sci_charts(members, [sentence], SOS, PAD, batch_size=batch_size, device=torch.device("cpu"))

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from grokking.train import BatchOrder, learning_rate
+from grokking.batches import BatchOrder
+from grokking.train import learning_rate
 
 PAPER = SimpleNamespace(lr=1e-4, warmup_steps=10_000, decay_horizon=2_000_000)
 

@@ -1,0 +1,88 @@
+"""A trainer's per-seed state: one run being trained (a single run, or one seed of a pack), with its loss windows."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from grokking.batches import BatchOrder
+from grokking.errors import WriteError
+from grokking.loggers import MetricsLogger, stable_run_id
+from grokking.rundir import RunDir, config_hash
+
+log = logging.getLogger(__name__)
+
+
+class LossWindow:
+    """A member's summed (training loss, pre-clipping gradient norm) over the steps since its last log line (or
+    evaluation), kept on the device: adding a step needs no host sync."""
+
+    def __init__(self, sums: list[float], steps: int, device: torch.device):
+        self.sums, self.steps = torch.tensor(sums, device=device), steps
+
+    def add(self, stats: torch.Tensor) -> None:
+        self.sums += stats
+        self.steps += 1
+
+    def reset(self) -> None:
+        self.sums.zero_()
+        self.steps = 0
+
+
+class Member:
+    """One run being trained (a single run, or one seed of a pack): its directory, data order, logger, probes,
+    loss windows, and the bookkeeping its checkpoint carries."""
+
+    def __init__(self, cfg: DictConfig, run_dir: RunDir, status: dict[str, Any] | None):
+        self.cfg, self.run_dir, self.seed = cfg, run_dir, int(cfg.seed)
+        # the step of the checkpoint on disk, which every status.json reports (the last known until restored)
+        self.saved_step = status["step"] if status and isinstance(status.get("step"), int) else 0
+        self.preempted: str | None = None
+        self.run_id = stable_run_id(run_dir)
+        self.hash = config_hash(cfg)
+        self.elapsed_before = 0.0
+        self.resumed_from: str | None = None  # the checkpoint file this segment resumed from
+        self.resumed_sums: list[list[float]] | None = None  # loss/grad-norm window sums saved with it
+        self.logger: MetricsLogger | None = None
+        self.prober = None
+        self.diagnostics = None
+
+    def prepare(self, data, encoded: list[list[int]], device: torch.device) -> None:
+        self.batches = BatchOrder(encoded, data.vocab, self.cfg.train.batch_size, self.seed)
+        if self.cfg.diagnostics.enabled:
+            from grokking.diagnostics import Diagnostics
+
+            self.diagnostics = Diagnostics(self.cfg, data, self.run_dir.path, device)
+        if self.cfg.probes.enabled:
+            from grokking.probes import Prober
+
+            self.prober = Prober(self.cfg, data, self.run_dir.path, device)
+
+    def start_windows(self, step: int, device: torch.device) -> None:
+        """The loss windows since the last log line / eval, carried across a resume so averages match."""
+        tcfg = self.cfg.train
+        log_sums, eval_sums = self.resumed_sums or [[0.0, 0.0], [0.0, 0.0]]
+        self.log_window = LossWindow(log_sums, step % tcfg.log_every if self.resumed_sums else 0, device)
+        self.eval_window = LossWindow(eval_sums, step % tcfg.eval_every if self.resumed_sums else 0, device)
+
+    def add(self, stats: torch.Tensor) -> None:
+        self.log_window.add(stats)
+        self.eval_window.add(stats)
+
+    def close(self, outcome: str, reason: str | None) -> None:
+        """Record the outcome at the step of the checkpoint on disk and close the logger. A status that cannot
+        be written is logged, not raised over the real error."""
+        try:
+            self.run_dir.write_status(outcome, self.saved_step, reason)
+        except WriteError as exc:
+            if outcome == "done":
+                raise
+            log.warning("%s (the run %s: %s)", exc, outcome, reason, extra={"seed": self.seed})
+        if self.logger is not None:
+            self.logger.close(0 if outcome == "done" else 1)
+            self.logger = None
+        log.info("%s: %s at step %d%s", self.run_dir.path, outcome, self.saved_step, f" ({reason})" if reason else "",
+                 extra={"seed": self.seed})
