@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.compose import CONFIG_DIR, compose_config, expand_sweep
-from grokking.config import TASK_NAMES
+from cli.compose import compose_config, expand_sweep
+from grokking.config import CONFIG_DIR, TASK_NAMES
 from grokking.rundir import config_hash
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
