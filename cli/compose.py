@@ -7,28 +7,17 @@ impossible value in one cell of a 150-job grid fails in a second, on one line, i
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.config_store import ConfigStore
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-import conf
 from cli.errors import fail, one_line
-from grokking.config import GrokConfig, validate
+from grokking.config import compose, validate
 from grokking.errors import ConfigError
 
-CONFIG_DIR = str(Path(conf.__file__).resolve().parent)
-CONFIG_NAME = "train"
 HYDRA_FLAGS_WITH_VALUE = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd",
                           "--experimental-rerun", "--package", "-p", "--info", "-i", "--cfg", "-c"}
-
-
-def register_schema() -> None:
-    ConfigStore.instance().store(name="grok_schema", node=GrokConfig)
 
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -49,20 +38,12 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig:
-    """Compose and type-check the config for one job; raises ConfigError with a one-line message."""
-    register_schema()
-    GlobalHydra.instance().clear()
+    """Compose (`grokking.config.compose`) and check the config for one job; raises ConfigError with a one-line
+    message."""
     try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="grok"):
-            cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=with_hydra)
-        job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if with_hydra else cfg
-        OmegaConf.to_container(job, resolve=True, throw_on_missing=True)
-    except ConfigError:
-        raise
+        cfg = compose(overrides, with_hydra=with_hydra)
     except Exception as exc:  # Hydra and OmegaConf raise many types; all are the user's config
         raise ConfigError(one_line(exc)) from exc
-    finally:
-        GlobalHydra.instance().clear()
     validate(cfg)
     return cfg
 

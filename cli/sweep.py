@@ -20,8 +20,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from cli.compose import CONFIG_DIR, PACK_SEEDS, compose_config, expand_sweep, pack_seed_sweep, validate_jobs
+from cli.compose import PACK_SEEDS, compose_config, expand_sweep, pack_seed_sweep, validate_jobs
 from cli.errors import OneLineParser, fail, reported_errors
+from grokking.config import CONFIG_DIR
 from grokking.errors import ConfigError
 
 # Overrides that only steer the multirun itself; a single `grok train` line does not need them.

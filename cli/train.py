@@ -22,20 +22,17 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from cli.compose import (
-    CONFIG_DIR,
-    CONFIG_NAME,
     PACK_SEEDS,
     expand_sweep,
     first_member_seed,
     override_key,
     pack_seed_sweep,
-    register_schema,
     split_argv,
     validate_jobs,
 )
 from cli.errors import reported_errors
 from cli.main import version
-from grokking.config import member_configs
+from grokking.config import CONFIG_DIR, CONFIG_NAME, member_configs, register_schema
 from grokking.errors import ConfigError, GrokError
 from grokking.rundir import RunDir
 from grokking.signals import TrainingSignals

@@ -1,151 +1,207 @@
-"""Structured config schema for grok (plain dataclasses; the CLI registers them with Hydra's ConfigStore).
+"""The config schema of grok: types and validation; every value lives in the YAML under conf/.
 
-Every field here is typed, so OmegaConf rejects misspelt keys (`dpeth=6`) and wrong types (`depth=abc`).
-Value checks that types cannot express (`depth=0`, negative steps) live in `validate()`.
+Each default is written once, in `conf/train.yaml` or a config group it composes (`conf/task/qf.yaml`, ...), next to
+a comment with its unit and the paper's value. The dataclasses below carry only types: no field has a default, so a
+key that no YAML sets is a missing value that fails loudly (`compose`) instead of quietly taking a second default.
+Registered with Hydra's ConfigStore as `grok_schema` (the first entry of conf/train.yaml's defaults), they make
+OmegaConf reject misspelt keys (`dpeth=6`) and wrong types (`depth=abc`); value checks that types cannot express
+(`depth=0`, negative steps) live in `validate()`. Code that needs a config outside `grok train` composes one with
+`compose()` (`grokking/paperconfig.py`), or with `cli.compose.compose_config` (tests, scripts), which adds one-line
+errors and `validate()`, so it gets the same defaults.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
 
+import conf
 from grokking.ema import check_decays
 from grokking.errors import ConfigError
 from grokking.tasks import get_task
 
 MAX_STEPS = 10**9  # optimizer steps: the paper trains 300k-400k; beyond this a value is a typo, not a plan
+CONFIG_DIR = str(Path(conf.__file__).resolve().parent)
+CONFIG_NAME = "train"  # conf/train.yaml, the primary config of `grok train` and `grok data`
 
 
 @dataclass
 class TaskConfig:
-    name: str = MISSING  # a registered task (grokking/tasks/): qf | ti | dyck
-    n_train: int = 100_000  # training sentences (paper: 100k QF/TI, 200k Dyck)
-    n_val: int = 1_000  # in-domain validation sentences (paper: 1k QF/TI, 20k Dyck)
-    n_gen: int = 10_000  # out-of-distribution generalisation sentences (paper: 10k QF/TI, 20k Dyck)
-    dyck_k: int = 20  # Dyck bracket types
-    dyck_m: int = 10  # Dyck maximum nesting depth
-    dyck_min_len: int = 4  # Dyck minimum string length in tokens (END redrawn before this)
-    steps: int = 300_000  # default optimizer steps (paper: 300k QF/TI, 400k Dyck)
-    eval_every: int = 3_000  # default evaluation cadence in steps (3k QF/TI, 10k Dyck)
-    eval_gen_sample: int = 0  # evaluate OOD on a random subset of this size (TI: 2000); 0 = all
-    eval_gen_fixed: bool = False  # the subset: false = a fresh one per evaluation and seed (TI code); true = one, drawn once
-    dyck_eval_prefixes: int = 5_000  # Dyck: strings in file order until this many closing positions (0 = all)
-    dyck_min_dep: int = 10  # Dyck: dependency-length threshold of the filtered (paper) metric
-    probe_sample_size: int = 10_000  # tree-projection sample (paper: 10k train inputs; Dyck code: 500 strings)
+    """conf/task/<name>.yaml; the `dyck_*` knobs, which every task carries: conf/train.yaml's `task:`."""
+
+    name: str
+    n_train: int
+    n_val: int
+    n_gen: int
+    dyck_k: int
+    dyck_m: int
+    dyck_min_len: int
+    steps: int
+    eval_every: int
+    eval_gen_sample: int
+    eval_gen_fixed: bool
+    dyck_eval_prefixes: int
+    dyck_min_dep: int
+    probe_sample_size: int
 
 
 @dataclass
 class DataConfig:
-    dir: str = "data"  # where generated splits are cached (relative to the working directory)
-    seed: int = 1234  # data-generation seed; fixed across training seeds
-    source: str | None = None  # directory of original files to train on instead of generated ones
+    """conf/train.yaml's `data:`."""
+
+    dir: str
+    seed: int
+    source: str | None
 
 
 @dataclass
 class ModelConfig:
-    d_model: int = 512  # residual width (paper: 512)
-    n_heads: int = 8  # attention heads (code: 8; paper text: 4)
-    d_ff: int = 2048  # feed-forward width (code: 2048)
-    n_layers: int = "${depth}"  # type: ignore[assignment]  # decoder blocks (interpolated from depth)
-    dropout: float = 0.1  # dropout on embeddings, residual branches and FF hidden (paper: 0.1)
-    attn_dropout: float = 0.1  # dropout on attention probabilities (code: 0.1)
-    tied_output: bool = False  # tie output layer to the embedding (code: untied; paper text: tied)
-    output_bias: bool = True  # bias on the output layer (code: yes)
-    scale_embedding: bool = True  # multiply embeddings by sqrt(d_model) before adding positions (code: yes)
-    max_len: int = 5000  # sinusoidal position table length in tokens (code: 5000; Dyck strings reach ~750)
+    """conf/model/transformer.yaml (conf/model/paper_literal.yaml changes some)."""
+
+    d_model: int
+    n_heads: int
+    d_ff: int
+    n_layers: int
+    dropout: float
+    attn_dropout: float
+    tied_output: bool
+    output_bias: bool
+    scale_embedding: bool
+    max_len: int
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-4  # peak learning rate (paper: 1e-4)
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas (paper: 0.9, 0.999)
-    eps: float = 1e-7  # AdamW epsilon (paper: 1e-7)
-    weight_decay: float = 0.0  # AdamW weight decay (code: 0)
-    warmup_steps: int = 10_000  # linear warm-up from 0 (paper: 10k)
-    decay_horizon: int = 2_000_000  # linear decay reaches 0 here, even if training stops earlier (code: 2M)
-    grad_clip: float = 1.0  # max global gradient L2 norm (code: 1; paper text: 10); 0 disables
+    """conf/optim/adamw.yaml."""
+
+    lr: float
+    betas: list[float]
+    eps: float
+    weight_decay: float
+    warmup_steps: int
+    decay_horizon: int
+    grad_clip: float
 
 
 @dataclass
 class TrainLoopConfig:
-    steps: int = "${task.steps}"  # type: ignore[assignment]  # optimizer steps to train
-    batch_size: int = 8  # sequences per step (paper: 8)
-    eval_every: int = "${task.eval_every}"  # type: ignore[assignment]  # steps between evaluations
-    log_every: int = 100  # steps between train-loss / lr / grad-norm log lines
-    probe_every: int = "${train.eval_every}"  # type: ignore[assignment]  # steps between model-internal probes
-    save_every: int = "${train.eval_every}"  # type: ignore[assignment]  # steps between `latest` checkpoints
-    snapshot_every: int = 30_000  # steps between weights-only analysis snapshots; 0 = none
-    eval_batch_size: int = 64  # sequences per evaluation forward pass
+    """conf/train.yaml's `train:`."""
+
+    steps: int
+    batch_size: int
+    eval_every: int
+    log_every: int
+    probe_every: int
+    save_every: int
+    snapshot_every: int
+    eval_batch_size: int
 
 
 @dataclass
 class ProbeConfig:
-    enabled: bool = True  # run the model-internal probes at probe_every
-    sample_size: int = "${task.probe_sample_size}"  # type: ignore[assignment]  # fixed tree-projection sample
-    sample_seed: int = 0  # seed of the fixed probe sample
-    tree_projection: bool = True  # compute tscore / tparseval (the expensive probe)
-    batch_size: int = 256  # sequences per probe forward pass
+    """conf/train.yaml's `probes:`."""
+
+    enabled: bool
+    sample_size: int
+    sample_seed: int
+    tree_projection: bool
+    batch_size: int
 
 
 @dataclass
 class DiagnosticsConfig:
-    enabled: bool = False  # learning-dynamics diagnostics (docs/diagnostics.md)
-    n_per_split: int = 2_000  # probe sentences per split (train, val, gen)
-    seed: int = 1234  # probe-set seed, fixed across training seeds
-    log_start: int = 100  # first log-spaced evaluation step
-    log_ratio: float = 1.1  # ratio between consecutive log-spaced evaluation steps
-    hist_bins: int = 201  # parameter histogram bins per tensor
-    hist_range_sigma: float = 6.0  # histogram edges at +-this many init std devs
-    linear_every: int = "${train.eval_every}"  # type: ignore[assignment]  # steps between linear-schedule evaluations (spec: 2000; default: train.eval_every)
-    batch_size: int = 256  # probe sentences per diagnostic forward pass (memory only; results do not depend on it)
+    """conf/diagnostics/on.yaml (conf/diagnostics/off.yaml: the same knobs, disabled)."""
+
+    enabled: bool
+    n_per_split: int
+    seed: int
+    log_start: int
+    log_ratio: float
+    hist_bins: int
+    hist_range_sigma: float
+    linear_every: int
+    batch_size: int
 
 
 @dataclass
 class EvalConfig:
-    ema: list[float] = field(default_factory=list)  # weight-average decays also scored at each evaluation (paper: none)
+    """conf/train.yaml's `eval:`."""
+
+    ema: list[float]
 
 
 @dataclass
 class LoggerConfig:
-    name: str = "none"  # none | wandb
-    project: str = "structural-grokking"  # wandb project
-    entity: str | None = None  # wandb entity (team or user); null = your default
-    mode: str = "offline"  # wandb mode: online | offline | disabled
+    """conf/logger/wandb.yaml (conf/logger/none.yaml: the same keys, no logger)."""
+
+    name: str
+    project: str
+    entity: str | None
+    mode: str
 
 
 @dataclass
 class PathsConfig:
-    runs: str = "runs"  # root of all run directories (relative to the working directory)
+    """conf/paths/default.yaml."""
+
+    runs: str
 
 
 @dataclass
 class GrokConfig:
-    task: TaskConfig = field(default_factory=TaskConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
-    probes: ProbeConfig = field(default_factory=ProbeConfig)
-    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    paths: PathsConfig = field(default_factory=PathsConfig)
-    depth: int = 6  # transformer layers (paper: 2, 4, 6, 8, 10)
-    seed: int = 42  # training seed: init, dropout, data order (paper: 42, 52, ..., 132)
-    seeds: list[int] | None = None  # a seed pack: train these seeds together in one process (null: one run on seed)
-    tag: str = ""  # optional suffix for the run directory
-    run_dir: str = "${paths.runs}/${task.name}${tag}/depth=${depth}/seed=${seed}"  # derived; override to relocate
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | tf32 (float32 matmuls on tensor cores) | bf16 (autocast); CUDA only
-    compile: bool = False  # torch.compile the model (CUDA only)
-    deterministic: bool = False  # torch deterministic algorithms (needed for bit-exact resume tests)
-    force: bool = False  # retrain a finished run from scratch
-    resume: str = "auto"  # auto: resume if the config matches; force: resume even if it changed; never
-    # Export/import for `grok data` only
-    export: str | None = None  # `grok data`: also write the original file formats into this directory
+    """conf/train.yaml: the top-level knobs, and the sections above."""
+
+    task: TaskConfig
+    data: DataConfig
+    model: ModelConfig
+    optim: OptimConfig
+    train: TrainLoopConfig
+    probes: ProbeConfig
+    diagnostics: DiagnosticsConfig
+    eval: EvalConfig
+    logger: LoggerConfig
+    paths: PathsConfig
+    depth: int
+    seed: int
+    seeds: list[int] | None
+    tag: str
+    run_dir: str
+    device: str
+    precision: str
+    compile: bool
+    deterministic: bool
+    force: bool
+    resume: str
+    export: str | None
+
+
+def register_schema() -> None:
+    ConfigStore.instance().store(name="grok_schema", node=GrokConfig)
+
+
+def compose(overrides: Sequence[str] = (), with_hydra: bool = False) -> DictConfig:
+    """conf/train.yaml composed with `overrides` as `grok train` composes it (unvalidated; with the `hydra` node if
+    `with_hydra`). Raises what Hydra and OmegaConf raise: for a misspelt key, a wrong type, a failing
+    interpolation, and a key that no YAML sets (`Missing mandatory value: train.batch_size`)."""
+    register_schema()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="grok"):
+            cfg = hydra_compose(CONFIG_NAME, overrides=list(overrides), return_hydra_config=with_hydra)
+        job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if with_hydra else cfg
+        OmegaConf.to_container(job, resolve=True, throw_on_missing=True)
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg
 
 
 def _positive(cfg: Any, key: str) -> None:

@@ -1,6 +1,6 @@
-"""Is a run the paper's configuration? The reference is what `grok train task=<t>` composes: the schema's defaults
-with `conf/task/<t>.yaml`, `conf/model/transformer.yaml` and `conf/optim/adamw.yaml` (docs/paper-vs-code.md says
-where that follows the original code rather than the paper's text).
+"""Is a run the paper's configuration? The reference is what `grok train task=<t>` composes from conf/ (its
+`conf/task/<t>.yaml`, `conf/model/transformer.yaml`, `conf/optim/adamw.yaml`, ...), without the per-machine
+`conf/local/` (docs/paper-vs-code.md says where that follows the original code rather than the paper's text).
 
     python -c "from grokking.paperconfig import paper_differences; print(paper_differences({'task.name': 'qf'}))"
 
@@ -14,24 +14,18 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-import conf
-from grokking.config import GrokConfig
+from grokking.config import CONFIG_DIR, compose
 from grokking.rundir import training_config
 
-CONF_DIR = Path(conf.__file__).resolve().parent
 IGNORED = ("seed", "depth", "model.n_layers", "data.dir")
 PAPER_TASKS = ("qf", "ti", "dyck")  # the tasks the paper trained (conf/experiment/paper_<task>.yaml)
+LOCAL = Path(CONFIG_DIR) / "local" / "default.yaml"  # git-ignored per-machine overrides: no part of the paper's setting
 
 
 @cache
 def paper_training_config(task: str) -> dict[str, Any]:
     """The flattened training config of the paper's setting for `task` (without depth, seed, data.dir)."""
-    cfg = OmegaConf.merge(OmegaConf.structured(GrokConfig),
-                          {"task": OmegaConf.load(CONF_DIR / "task" / f"{task}.yaml"),
-                           "model": OmegaConf.load(CONF_DIR / "model" / "transformer.yaml"),
-                           "optim": OmegaConf.load(CONF_DIR / "optim" / "adamw.yaml")})
+    cfg = compose([f"task={task}", *(["~local"] if LOCAL.is_file() else [])])  # Hydra cannot drop an absent one
     return {k: v for k, v in training_config(cfg).items() if k not in IGNORED}
 
 

@@ -58,6 +58,8 @@ BAD_INPUT = [
     (["train", "probes.sample_seed=-1"], "probes.sample_seed must be >= 0"),
     (["train", "task.n_val=0"], "task.n_val must be positive"),
     (["train", "seed=abc"], "could not be converted to Integer"),
+    (["train", "model.d_modle=3"], "model.d_modle: Key 'd_modle' not in 'ModelConfig'"),
+    (["train", "~logger"], "Missing mandatory value: logger"),  # no second default behind the YAML
     (["train", "seeds=[]"], "seeds must be a non-empty list of distinct seeds"),
     (["train", "seeds=[3,3]"], "seeds must be a non-empty list of distinct seeds"),
     (["train", "seeds=[1,2]", "seed=5"], "seed=5 is not a member of seeds=[1, 2]"),

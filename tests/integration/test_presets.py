@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.compose import CONFIG_DIR, compose_config, expand_sweep
+from cli.compose import compose_config, expand_sweep
+from grokking.config import CONFIG_DIR
 from grokking.rundir import config_hash
 from grokking.tasks import TASKS
 
