@@ -11,7 +11,7 @@ for all members; everything after the forward pass is batched over the member di
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,24 +20,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from grokking.data import Example, TaskData, Vocab
+from grokking.pack import ScoredModels
 from grokking.tasks import ScoredRow, Task, get_task
 
 MAX_NEW_TOKENS = 50  # greedy decoding budget (code: 50)
-
-
-@dataclass(frozen=True)
-class ScoredModels:
-    """The models scored together: `logits(inputs [K', B, T]) -> [K, B, T, V]` (K' = 1: rows shared by all), and
-    `apply(fn, *args)`: fn(model, *args) -> Tensor for every member, stacked [K, ...] (the probes' forward passes)."""
-
-    size: int
-    logits: Callable[[Tensor], Tensor]
-    apply: Callable[..., Tensor]
-
-    @classmethod
-    def of(cls, model) -> ScoredModels:
-        """One model (in the mode its caller set) as a pack of one."""
-        return cls(1, lambda inputs: model(inputs[0])[None], lambda fn, *args: fn(model, *args)[None])
 
 
 def padded(rows_per_member: Sequence[Sequence[Sequence[int]]], pad: int, device: torch.device,

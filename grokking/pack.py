@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +24,21 @@ from grokking.model import TransformerLM, lm_loss
 
 # CPU attention has no vmap batching rule: torch loops over members for that one op and says so on every call
 warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+
+
+@dataclass(frozen=True)
+class ScoredModels:
+    """The models scored together: `logits(inputs [K', B, T]) -> [K, B, T, V]` (K' = 1: rows shared by all), and
+    `apply(fn, *args)`: fn(model, *args) -> Tensor for every member, stacked [K, ...] (the probes' forward passes)."""
+
+    size: int
+    logits: Callable[[Tensor], Tensor]
+    apply: Callable[..., Tensor]
+
+    @classmethod
+    def of(cls, model) -> ScoredModels:
+        """One model (in the mode its caller set) as a pack of one."""
+        return cls(1, lambda inputs: model(inputs[0])[None], lambda fn, *args: fn(model, *args)[None])
 
 
 class PackedLM(nn.Module):

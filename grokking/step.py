@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from grokking.evaluate import ScoredModels
 from grokking.model import lm_loss
+from grokking.pack import ScoredModels
 
 
 def compile_loss(loss_fn, cfg: DictConfig, device: torch.device, static: bool = True):

@@ -38,10 +38,11 @@ from grokking.config import member_configs, validate
 from grokking.console import startup_block, summary
 from grokking.ema import WeightAverages, ema_suffix
 from grokking.errors import ConfigError, GrokError, TrainingFailed, WriteError
-from grokking.evaluate import Evaluator, ScoredModels
+from grokking.evaluate import Evaluator
 from grokking.loggers import MetricsLogger
 from grokking.member import LossWindow, Member
 from grokking.model import build_model
+from grokking.pack import ScoredModels
 from grokking.preflight import check_data, needs_training, preflight
 from grokking.resume import ResumePoint, members_to_train, resume_points
 from grokking.rundir import RunDir

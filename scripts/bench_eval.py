@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cli.compose import compose_config  # noqa: E402
 from grokking.batches import BatchOrder  # noqa: E402
 from grokking.data import load_task_data  # noqa: E402
-from grokking.evaluate import Evaluator, ScoredModels  # noqa: E402
+from grokking.evaluate import Evaluator  # noqa: E402
 from grokking.model import build_model  # noqa: E402
+from grokking.pack import ScoredModels  # noqa: E402
 from grokking.step import SingleStep  # noqa: E402
 
 

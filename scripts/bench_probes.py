@@ -22,8 +22,8 @@ import torch
 
 from cli.compose import compose_config
 from grokking.data import load_task_data
-from grokking.evaluate import ScoredModels
 from grokking.model import build_model
+from grokking.pack import ScoredModels
 from grokking.probes import Prober
 from grokking.probes.sample import draw_sample, probe_inputs
 from grokking.probes.sci import naive_sci_chart, sci_charts

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from grokking.evaluate import ScoredModels
+from grokking.pack import ScoredModels
 from grokking.probes.entropy import attention_entropy, released_attention_sparsity
 from grokking.probes.norms import weight_norms
 from grokking.probes.parseval import bracket_f1, nltk_mask, tree_mask

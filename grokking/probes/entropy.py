@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from grokking.evaluate import ScoredModels, pad_batch
+from grokking.evaluate import pad_batch
+from grokking.pack import ScoredModels
 from grokking.probes.batching import length_sorted_batches
 
 

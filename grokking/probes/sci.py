@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from grokking.evaluate import ScoredModels
 from grokking.model import TransformerLM, causal_mask
+from grokking.pack import ScoredModels
 from grokking.probes.batching import rows_per_pass
 
 

@@ -125,8 +125,9 @@ def test_a_pack_evaluates_and_probes_its_members_in_one_batched_pass_on_cuda(tmp
     """The trainer's CUDA path (vmapped logits and probe forward passes) against each member alone on the CPU."""
     from cli.compose import compose_config
     from grokking.data import load_task_data
-    from grokking.evaluate import ScoredModels, evaluate
+    from grokking.evaluate import evaluate
     from grokking.model import build_model
+    from grokking.pack import ScoredModels
     from grokking.probes import Prober
 
     cfg = compose_config(["experiment=smoke", "task=ti", f"data.dir={tmp_path}/data", "task.eval_gen_sample=40",

@@ -8,8 +8,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from grokking.data import Vocab
-from grokking.evaluate import ScoredModels, greedy_decode, padded
+from grokking.evaluate import greedy_decode, padded
 from grokking.model import ModelShape, TransformerLM
+from grokking.pack import ScoredModels
 
 CPU = torch.device("cpu")
 

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from grokking.data import Example, Vocab
-from grokking.evaluate import ScoredModels, greedy_decode, score_split
+from grokking.evaluate import greedy_decode, score_split
+from grokking.pack import ScoredModels
 from grokking.tasks import get_task
 from grokking.tasks.dyck import closing_positions as dyck_positions
 from grokking.tasks.ti import main_verb_correct as ti_main_verb_correct

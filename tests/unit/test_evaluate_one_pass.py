@@ -13,8 +13,9 @@ import torch.nn.functional as F
 
 from cli.compose import compose_config
 from grokking.data import AUXILIARIES, load_task_data
-from grokking.evaluate import Evaluator, ScoredModels, gen_subsets, lm_batch
+from grokking.evaluate import Evaluator, gen_subsets, lm_batch
 from grokking.model import build_model
+from grokking.pack import ScoredModels
 from grokking.tasks.dyck import closing_positions as dyck_positions
 
 CPU = torch.device("cpu")

@@ -6,9 +6,9 @@ import torch
 
 from cli.compose import compose_config
 from grokking.data import load_task_data
-from grokking.evaluate import ScoredModels, evaluate
+from grokking.evaluate import evaluate
 from grokking.model import build_model
-from grokking.pack import PackedLM
+from grokking.pack import PackedLM, ScoredModels
 
 CPU = torch.device("cpu")
 SEEDS = [42, 52, 62]

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from grokking.evaluate import ScoredModels
 from grokking.model import ModelShape, TransformerLM
+from grokking.pack import ScoredModels
 from grokking.probes import weight_norms
 from grokking.probes.entropy import (
     attention_entropy,

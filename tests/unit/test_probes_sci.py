@@ -9,8 +9,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from grokking.evaluate import ScoredModels
 from grokking.model import ModelShape, TransformerLM
+from grokking.pack import ScoredModels
 from grokking.probes.batching import rows_per_pass
 from grokking.probes.sci import naive_sci_chart, packing_template, sci_charts
 
