@@ -193,14 +193,15 @@ def restore_rng(state: dict[str, Any], device: torch.device) -> None:
 
 
 def training_state(step_fn: SingleStep | PackStep, k: int, member: Member, step: int, device: torch.device,
-                   elapsed_s: float, averages: WeightAverages | None) -> dict[str, Any]:
+                   elapsed_s: float, averages: WeightAverages | None,
+                   window_sums: list[list[float]]) -> dict[str, Any]:
     """Member k's full training state at `step`, in the single-run layout: its weights, AdamW state and the RNG
     states (for an exact resume), its weight averages, and its bookkeeping (epoch, run id, config hash, training
-    time so far, the sums of its open loss windows)."""
+    time so far, `window_sums`: the sums of its open log and evaluation loss windows)."""
     state = {"model": step_fn.model_of(k).state_dict(), "optimizer": step_fn.optimizer_state(k),
              "step": step, "epoch": member.batches.epoch_of(step), "rng": rng_state(device),
              "run_id": member.run_id, "config_hash": member.hash, "elapsed_s": elapsed_s,
-             "window_sums": [member.log_window.sums.tolist(), member.eval_window.sums.tolist()]}
+             "window_sums": window_sums}
     if averages is not None:
         state["ema"] = averages.member_state(k)
     return state

@@ -1,4 +1,5 @@
-"""A trainer's per-seed state: one run being trained (a single run, or one seed of a pack), with its loss windows."""
+"""A trainer's per-seed state (one run being trained: a single run, or one seed of a pack) and the loss windows
+of all its members."""
 
 from __future__ import annotations
 
@@ -17,24 +18,44 @@ log = logging.getLogger(__name__)
 
 
 class LossWindow:
-    """A member's summed (training loss, pre-clipping gradient norm) over the steps since its last log line (or
-    evaluation), kept on the device: adding a step needs no host sync."""
+    """Every member's summed (training loss, pre-clipping gradient norm) over the steps since the window was last
+    reset (a log line, an evaluation): [K, 2] on the device, so adding a step's [K, 2] stats is one kernel and no
+    host sync, whatever K. A member resumed from a checkpoint carries its open window's sums across the resume."""
 
-    def __init__(self, sums: list[float], steps: int, device: torch.device):
+    def __init__(self, sums: list[list[float]], steps: list[int], device: torch.device):
         self.sums, self.steps = torch.tensor(sums, device=device), steps
+
+    @classmethod
+    def resumed(cls, members: list[Member], which: int, every: int, step: int, device: torch.device) -> LossWindow:
+        """The window (`which`: 0 the log window, 1 the evaluation window, closing every `every` steps) at `step`."""
+        return cls([m.resumed_sums[which] if m.resumed_sums else [0.0, 0.0] for m in members],
+                   [step % every if m.resumed_sums else 0 for m in members], device)
 
     def add(self, stats: torch.Tensor) -> None:
         self.sums += stats
-        self.steps += 1
+        self.steps = [n + 1 for n in self.steps]
+
+    def means(self) -> list[tuple[float, float]]:
+        """Each member's mean (loss, grad norm): the one host sync of a window."""
+        return [(loss / max(1, n), norm / max(1, n)) for (loss, norm), n in zip(self.sums.tolist(), self.steps,
+                                                                               strict=True)]
+
+    def member_sums(self, k: int) -> list[float]:
+        return self.sums[k].tolist()
 
     def reset(self) -> None:
         self.sums.zero_()
-        self.steps = 0
+        self.steps = [0] * len(self.steps)
+
+    def drop(self, k: int) -> None:
+        """Member k leaves the pack."""
+        self.sums = torch.cat([self.sums[:k], self.sums[k + 1:]])
+        del self.steps[k]
 
 
 class Member:
     """One run being trained (a single run, or one seed of a pack): its directory, data order, logger, probes,
-    loss windows, and the bookkeeping its checkpoint carries."""
+    and the bookkeeping its checkpoint carries (its loss windows are rows of the trainer's LossWindows)."""
 
     def __init__(self, cfg: DictConfig, run_dir: RunDir, status: dict[str, Any] | None):
         self.cfg, self.run_dir, self.seed = cfg, run_dir, int(cfg.seed)
@@ -60,17 +81,6 @@ class Member:
             from grokking.probes import Prober
 
             self.prober = Prober(self.cfg, data, self.run_dir.path, device)
-
-    def start_windows(self, step: int, device: torch.device) -> None:
-        """The loss windows since the last log line / eval, carried across a resume so averages match."""
-        tcfg = self.cfg.train
-        log_sums, eval_sums = self.resumed_sums or [[0.0, 0.0], [0.0, 0.0]]
-        self.log_window = LossWindow(log_sums, step % tcfg.log_every if self.resumed_sums else 0, device)
-        self.eval_window = LossWindow(eval_sums, step % tcfg.eval_every if self.resumed_sums else 0, device)
-
-    def add(self, stats: torch.Tensor) -> None:
-        self.log_window.add(stats)
-        self.eval_window.add(stats)
 
     def close(self, outcome: str, reason: str | None) -> None:
         """Record the outcome at the step of the checkpoint on disk and close the logger. A status that cannot

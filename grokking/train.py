@@ -173,8 +173,9 @@ class Trainer:
 
     def save(self, k: int) -> None:
         member = self.members[k]
+        window_sums = [self.log_window.member_sums(k), self.eval_window.member_sums(k)]
         save_latest(training_state(self.step_fn, k, member, self.step, self.device, self.elapsed(member),
-                                   self.averages), member.run_dir.ckpt)
+                                   self.averages, window_sums), member.run_dir.ckpt)
         member.saved_step = self.step
         member.run_dir.write_status("running", self.step)  # status.json always names the checkpoint's step
         if os.environ.get(KILL_AFTER_MEMBER_SAVE) == f"{member.seed}:{self.step}":
@@ -261,8 +262,8 @@ class Trainer:
         cfg, tcfg = self.cfg, self.cfg.train
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
-        for member in self.members:
-            member.start_windows(self.step, self.device)
+        self.log_window = LossWindow.resumed(self.members, 0, tcfg.log_every, self.step, self.device)
+        self.eval_window = LossWindow.resumed(self.members, 1, tcfg.eval_every, self.step, self.device)
         last: dict[str, Any] = {"step": self.step}
         self.segment_start = time.perf_counter()
         seeds = ",".join(str(m.seed) for m in self.members)
@@ -279,8 +280,8 @@ class Trainer:
                 if self.averages is not None:
                     self.averages.update()
                 self.step += 1
-                for member, member_stats in zip(self.members, stats, strict=True):
-                    member.add(member_stats)
+                self.log_window.add(stats)
+                self.eval_window.add(stats)
                 if self.packed:  # after this step's stats are booked: the members' rows stay aligned with them
                     self.drop_vanished()
                 bar.update(1)
@@ -289,7 +290,7 @@ class Trainer:
                         member.diagnostics.record(self.step_fn.model_of(k), self.step, lr)
 
                 if self.step % tcfg.log_every == 0 or self.step == tcfg.steps:
-                    means = self.window_means([m.log_window for m in self.members])  # the one host sync per window
+                    means = self.window_means(self.log_window)
                     for member, (mean_loss, mean_norm) in zip(self.members, means, strict=True):
                         member.logger.log_train({"step": self.step, "train/loss": mean_loss, "train/lr": lr,
                                                  "train/grad_norm": mean_norm})
@@ -297,15 +298,14 @@ class Trainer:
                             log.info("step %d/%d loss %.4f lr %.2e grad_norm %.3f%s", self.step, tcfg.steps,
                                      mean_loss, lr, mean_norm, f" (seed {member.seed})" if self.packed else "",
                                      extra={"seed": member.seed})
-                        member.log_window.reset()
+                    self.log_window.reset()
                     bar.set_postfix(loss=f"{means[0][0]:.4f}", refresh=False)
 
                 if self.step % tcfg.eval_every == 0 or self.step == tcfg.steps:
-                    means = self.window_means([m.eval_window for m in self.members])
+                    means = self.window_means(self.eval_window)
                     last = self.evaluate_all({member.seed: {"train/loss": loss, "train/lr": lr, "train/grad_norm": norm}
                                               for member, (loss, norm) in zip(self.members, means, strict=True)})
-                    for member in self.members:
-                        member.eval_window.reset()
+                    self.eval_window.reset()
 
                 if tcfg.snapshot_every and self.step % tcfg.snapshot_every == 0:
                     for k, member in enumerate(self.members):
@@ -313,7 +313,7 @@ class Trainer:
                                       snapshot_path(member.run_dir.ckpt, self.step))
                 if self.step % tcfg.save_every == 0 or self.step == tcfg.steps or preemption.signum:
                     if self.step % tcfg.log_every:  # make sure nothing non-finite goes into a checkpoint
-                        self.window_means([m.log_window for m in self.members])
+                        self.window_means(self.log_window)
                     self.save_all()
                 if preemption.signum:
                     for member in self.members:
@@ -329,13 +329,11 @@ class Trainer:
             bar.close()
         return last
 
-    def window_means(self, windows: list[LossWindow]) -> list[tuple[float, float]]:
-        """The mean (loss, grad norm) over each member's window (one per member, in member order). A member whose
-        loss is not finite fails: a single run stops; a pack member is marked failed, keeps its last good
-        checkpoint and leaves the pack, and the others go on."""
-        sums = torch.stack([w.sums for w in windows]).tolist()
-        counts = [max(1, w.steps) for w in windows]
-        means = [(loss / n, norm / n) for (loss, norm), n in zip(sums, counts, strict=True)]
+    def window_means(self, window: LossWindow) -> list[tuple[float, float]]:
+        """The mean (loss, grad norm) of each member over `window`, in member order. A member whose loss is not
+        finite fails: a single run stops; a pack member is marked failed, keeps its last good checkpoint and
+        leaves the pack, and the others go on."""
+        means = window.means()
         for k in reversed(range(len(self.members))):
             if not math.isfinite(means[k][0]):
                 self.leave_pack(k, f"non-finite training loss ({means[k][0]}) near step {self.step}; the last good "
@@ -360,6 +358,8 @@ class Trainer:
         member.close("failed", reason)
         self.failed.append(f"seed {member.seed}: {reason}")
         self.step_fn.drop(k)
+        self.log_window.drop(k)
+        self.eval_window.drop(k)
         if self.averages is not None:
             self.averages.drop(k, self.step_fn.weights())
         del self.members[k]
