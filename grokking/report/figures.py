@@ -133,9 +133,9 @@ def _no_data(ax: Axes, what: str) -> None:
 def plot_grokking_curves(experiment: str, groups: dict[int, list[Run]], colors: dict[int, str],
                          threshold: float, path: Path, pair: AccuracyPair = ACCURACY) -> None:
     """One panel per depth: seed-mean in-domain (solid) and OOD (dashed) accuracy (`pair`'s keys), ±1 sd
-    bands, and the gap Δ of the mean curves at early stopping (best mean in-domain accuracy, ●) and at the
+    bands, each seed's OOD accuracy (thin), and the gap Δ of the mean curves at early stopping (best mean in-domain accuracy, ●) and at the
     last step (■), marked by a vertical bar and given in the panel's title."""
-    fig, axes = _panels(len(groups), f"{experiment}: in-domain vs OOD accuracy (mean ± sd over seeds)")
+    fig, axes = _panels(len(groups), f"{experiment}: in-domain vs OOD accuracy (mean ± sd; thin: each seed)")
     plotted = False
     for ax, (depth, runs) in zip(axes, groups.items(), strict=True):
         val = mean_curve([curve(r.records, pair.val) for r in runs])
@@ -148,6 +148,9 @@ def plot_grokking_curves(experiment: str, groups: dict[int, list[Run]], colors: 
             _no_data(ax, f"{pair.val} and {pair.gen}")
             continue
         plotted = True
+        for run in runs:  # each seed's OOD curve, thin, under the mean: the swings a mean hides
+            seed_gen = curve(run.records, pair.gen)
+            ax.plot(seed_gen.steps, seed_gen.values * 100, color=colors[depth], linewidth=0.6, alpha=0.45)
         _band(ax, val, colors[depth], 100, linestyle="-")
         _band(ax, gen, colors[depth], 100, linestyle="--")
         ax.axhline(threshold * 100, color="gray", linewidth=0.8, linestyle=":")
@@ -170,6 +173,7 @@ def curve_legend(threshold: float, pair: AccuracyPair) -> list[Line2D]:
     """Legend entries of the accuracy figure, drawn in black (every depth has its own colour)."""
     return [Line2D([], [], color="black", label=f"in-domain ({pair.val})"),
             Line2D([], [], color="black", linestyle="--", label=f"OOD ({pair.gen})"),
+            Line2D([], [], color="black", linewidth=0.6, alpha=0.45, label=f"each seed's OOD ({pair.gen})"),
             Line2D([], [], color="gray", linewidth=0.8, linestyle=":", label=f"{threshold:.0%} OOD accuracy"),
             Line2D([], [], color="black", marker=ES_MARKER, markersize=5, linewidth=1,
                    label=f"Δ at early stop (best {pair.val})"),
