@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from grokking.data import qf, splits
+from grokking.data import qf
 from grokking.data.examples import Example
-from grokking.data.grammar import SentenceSampler
 from grokking.data.lexicon import AUXILIARIES
 from grokking.tasks.base import ScoredRow, SentenceRoles
 from grokking.tasks.transduction import TransductionTask
@@ -26,13 +25,9 @@ class QuestionFormation(TransductionTask):
     markers = ("decl", "quest")
     output_ends = {"decl": ".", "quest": "?"}
     stem = "question"
+    language = qf
+    grammars = ("qf", "qf_gen")  # the gen set has McCoy's own weights (question_gen.cfg)
     plots_critical_candidates = True
-
-    def generate(self, rng, n_train, n_val, n_gen, params):
-        # the gen set has McCoy's own weights (question_gen.cfg)
-        return splits.build(qf.candidates(SentenceSampler("qf"), rng, generalisation=False),
-                            qf.candidates(SentenceSampler("qf_gen"), rng, generalisation=True),
-                            n_train, n_val, n_gen)
 
     def scored_rows(self, examples: Sequence[Example], task_cfg) -> list[ScoredRow]:
         """Every line in the loss; the main auxiliary scored on question lines, right after `quest`."""

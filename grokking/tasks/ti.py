@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from grokking.data import splits, ti
+from grokking.data import ti
 from grokking.data.examples import Example
-from grokking.data.grammar import SentenceSampler
 from grokking.data.lexicon import PRESENT, pos_tag
 from grokking.data.trees import parse
 from grokking.tasks.base import SentenceRoles
@@ -52,12 +51,9 @@ class TenseInflection(TransductionTask):
     markers = ("PAST", "PRESENT")
     output_ends = {"PAST": ".", "PRESENT": "."}
     stem = "tense"
+    language = ti
+    grammars = ("ti", "ti")
     decodes = True
-
-    def generate(self, rng, n_train, n_val, n_gen, params):
-        return splits.build(ti.candidates(SentenceSampler("ti"), rng, generalisation=False),
-                            ti.candidates(SentenceSampler("ti"), rng, generalisation=True),
-                            n_train, n_val, n_gen)
 
     def decoded_correct(self, target: Sequence[str], predicted: Sequence[str]) -> bool:
         return main_verb_correct(strip_fullstop(target), strip_fullstop(predicted))

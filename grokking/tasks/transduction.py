@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import ModuleType
 
+from grokking.data import splits
 from grokking.data.examples import Example
+from grokking.data.grammar import SentenceSampler
 from grokking.data.lexicon import pos_tag
 from grokking.data.trees import gold_tree
 from grokking.tasks.base import Task
@@ -20,7 +23,14 @@ class TransductionTask(Task):
     markers: tuple[str, ...]  # the tokens that end an input and say which transformation to apply
     output_ends: dict[str, str]  # marker -> the token every output for it ends in
     stem: str  # original file names: <stem>.train, <stem>.dev|val, <stem>.gen|test
+    language: ModuleType  # grokking.data.qf / .ti: `candidates(sampler, rng, generalisation)` draws lines
+    grammars: tuple[str, str]  # the PCFGs (grammar.GRAMMAR_FILES) of the in-domain splits and of gen
     has_gold_trees = True
+
+    def generate(self, rng, n_train, n_val, n_gen, params):
+        in_domain, generalisation = (SentenceSampler(name) for name in self.grammars)
+        return splits.build(self.language.candidates(in_domain, rng, generalisation=False),
+                            self.language.candidates(generalisation, rng, generalisation=True), n_train, n_val, n_gen)
 
     def original_names(self, params) -> dict[str, tuple[str, ...]]:
         stem = self.stem
