@@ -55,21 +55,35 @@ def sinusoidal_positions(max_len: int, d_model: int) -> Tensor:
 
 class Packing:
     """Where the real tokens of a right-padded [batch, length] batch sit in its flattened layout, so that every
-    position-wise computation can run on [tokens, ...] and skip the padding (see TransformerLM.loss)."""
+    position-wise computation can run on [tokens, ...] and skip the padding (see TransformerLM.loss).
 
-    def __init__(self, keep: Tensor):
-        self.batch, self.length = keep.shape
-        self.index = keep.flatten().nonzero().squeeze(1)  # the one data-dependent shape (a host sync on GPU)
+    `index` holds flat positions in ascending order, without repeats. Built by `of` from a boolean mask (one
+    `nonzero`: a host sync on a GPU), or given: `grokking.step.padding_free_index` computes it on the host for
+    CUDA batches, where it may end with filler positions (padding after every row's last real target, whose
+    target is ignored) so that every member of a pack has the same token count."""
+
+    def __init__(self, index: Tensor, batch: int, length: int):
+        self.index, self.batch, self.length = index, batch, length
+
+    @classmethod
+    def of(cls, keep: Tensor) -> Packing:
+        return cls(keep.flatten().nonzero().squeeze(1), *keep.shape)
 
     def pack(self, x: Tensor) -> Tensor:
         """[batch, length, ...] -> [tokens, ...]"""
         return x.flatten(0, 1)[self.index]
 
     def pad(self, x: Tensor) -> Tensor:
-        """[tokens, ...] -> [batch, length, ...] with zeros at the skipped positions."""
-        padded = x.new_zeros(self.batch * self.length, *x.shape[1:])
-        padded[self.index] = x
+        """[tokens, ...] -> [batch, length, ...] with zeros at the skipped positions (out of place: works under
+        vmap, where each member has its own index)."""
+        padded = x.new_zeros(self.batch * self.length, *x.shape[1:]).index_copy(0, self.index, x)
         return padded.view(self.batch, self.length, *x.shape[1:])
+
+
+def up_to_last_target(targets: Tensor) -> Tensor:
+    """[..., length] boolean: True up to and including each row's last real target (what the loss depends on,
+    under the causal mask)."""
+    return (targets != -100).flip(-1).cumsum(-1).flip(-1) > 0
 
 
 class SelfAttention(nn.Module):
@@ -171,13 +185,14 @@ class TransformerLM(nn.Module):
             extras += (x,)
         return extras
 
-    def loss(self, ids: Tensor, targets: Tensor) -> Tensor:
+    def loss(self, ids: Tensor, targets: Tensor, index: Tensor | None = None) -> Tensor:
         """The training loss `lm_loss(self(ids), targets)`, computed on the real tokens only. Under the causal
         mask a position after a row's last real target cannot influence the loss, so embedding, projections,
         LayerNorm, FF, dropout masks, output layer and cross entropy all skip those positions (the padding);
-        only attention runs in the padded layout. Same math; dropout draws fewer random numbers."""
+        only attention runs in the padded layout. Same math; dropout draws fewer random numbers.
+        `index`: the positions to compute (`Packing`), if the caller knows them; else found here (a host sync)."""
         length = self.check_length(ids)
-        packing = Packing((targets != -100).flip(1).cumsum(1).flip(1) > 0)  # up to each row's last real target
+        packing = Packing.of(up_to_last_target(targets)) if index is None else Packing(index, *ids.shape)
         x = self.embedding(packing.pack(ids)) * self.embed_scale + self.positions[packing.index % length]
         x = self.embed_dropout(x)
         for block in self.blocks:

@@ -76,11 +76,20 @@ class PackedLM(nn.Module):
         logits = functional_call(self.base, (params, buffers), (inputs,))
         return lm_loss(logits, targets)
 
-    def loss(self, inputs: Tensor, targets: Tensor) -> Tensor:
+    def _member_padding_free_loss(self, params: dict[str, Tensor], inputs: Tensor, targets: Tensor,
+                                  index: Tensor) -> Tensor:
+        buffers = {f"model.{n}": getattr(self, self._key(n)) for n in self.buffer_names}
+        params = {f"model.{n}": p for n, p in params.items()}
+        return functional_call(self.loss_of_base, (params, buffers), (inputs, targets, index))
+
+    def loss(self, inputs: Tensor, targets: Tensor, index: Tensor | None = None) -> Tensor:
         """inputs, targets: [K, batch, length] (one batch per member, right-padded to a common length).
-        Returns the K training losses [K]."""
+        Returns the K training losses [K]. With `index` [K, tokens] (`grokking.step.padding_free_index`), every
+        position-wise computation runs on each member's listed tokens only, as `TransformerLM.loss` does."""
         self.base.train(self.training)
-        return vmap(self._member_loss, randomness="different")(self.params(), inputs, targets)
+        if index is None:
+            return vmap(self._member_loss, randomness="different")(self.params(), inputs, targets)
+        return vmap(self._member_padding_free_loss, randomness="different")(self.params(), inputs, targets, index)
 
     def losses_each(self, batches: list[tuple[Tensor, Tensor]]) -> Tensor:
         """The K training losses [K], member by member, each on its own unpadded batch through the padding-free

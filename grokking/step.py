@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from grokking.model import lm_loss
+from grokking.model import lm_loss, up_to_last_target
 from grokking.pack import ScoredModels
 
 
@@ -57,6 +57,30 @@ def static_width(batches: list[tuple[torch.Tensor, torch.Tensor]], pad: int, max
     return (torch.stack([padded(i, pad) for i, _ in batches]), torch.stack([padded(t, -100) for _, t in batches]))
 
 
+def token_bucket(tokens: int) -> int:
+    """The computed token count of a padding-free batch with `tokens` real ones: `bucket_width`'s series with a
+    step at 3/4 of each power of two above 64 (..., 96, 128, 192, 256, 384, ...): few counts recur, so the CUDA
+    caching allocator reuses its blocks, and at most a third of the computed tokens are filler."""
+    bucket = bucket_width(tokens)
+    return bucket * 3 // 4 if 64 < tokens <= bucket * 3 // 4 else bucket
+
+
+def padding_free_index(targets: torch.Tensor) -> torch.Tensor | None:
+    """For targets [K, rows, width] padded by `static_width`, still on the host: where each member's tokens up to
+    each row's last real target sit in its flattened [rows * width] layout, ascending, followed by filler positions
+    (padding after a row's last real target: ignored targets, unseen by real tokens under the causal mask) up to one
+    `token_bucket` count N for all members. [K, N] int64, for `TransformerLM.loss(..., index)`: computed from the
+    known lengths here, so the device never syncs to find them. None when the padded layout is at most twice N:
+    there the extra gathers cost more than the skipped tokens save (QF and TI batches; a Dyck pack's batches are
+    85-90% padding, one long string setting the width of all K x 8)."""
+    keep = up_to_last_target(targets).flatten(1)
+    tokens = token_bucket(int(keep.sum(1).max()))
+    if 2 * tokens > keep.shape[1]:
+        return None
+    # a stable sort puts each member's kept positions first, in order, then its padding positions in order
+    return torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :tokens]
+
+
 def matmul_precision(cfg: DictConfig, device: torch.device) -> None:
     """precision=tf32 on CUDA: float32 matmuls on the tensor cores (TF32, a 10-bit mantissa for the products:
     a numerics change against the CPU reference, as bf16 is); fp32 and bf16 keep full-precision float32 matmuls.
@@ -72,8 +96,9 @@ def make_optimizer(parameters, cfg: DictConfig) -> torch.optim.AdamW:
 
 class SingleStep:
     """The training step of one model: clip_grad_norm_ and one fused AdamW. On the CPU the loss skips the
-    padding (TransformerLM.loss); on CUDA (`static_shapes`) it runs on batches padded by `static_width` with no
-    host sync (the padding-free loss needs one), so a few static shapes recur and compile=true can capture them."""
+    padding (TransformerLM.loss, finding it with a host sync); on CUDA (`static_shapes`) it runs on batches padded
+    by `static_width`, so a few static shapes recur and compile=true can capture them, and in eager mode a batch that
+    is mostly padding skips it with an index computed on the host (`padding_free_index`: no device sync)."""
 
     def __init__(self, model, cfg: DictConfig, device: torch.device, pad: int):
         self.model, self.pad = model, pad
@@ -81,19 +106,26 @@ class SingleStep:
         matmul_precision(cfg, device)
         self.optimizer = make_optimizer(model.parameters(), cfg)
         self.static_shapes = device.type == "cuda"
+        # batches mostly padding skip it (padding_free_index) in eager mode; compiled steps keep the few padded
+        # static shapes (padding-free token counts would multiply the graphs past Dynamo's recompile limit)
+        self.skip_padding = self.static_shapes and not cfg.compile
         self.padded_loss = compile_loss(lambda ids, targets: lm_loss(model(ids), targets), cfg, device)
         self.packed_loss = compile_loss(model.loss, cfg, device, static=False)
 
     def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], lr: float, clip: float, autocast,
                  device: torch.device) -> torch.Tensor:
         """One optimizer step; [1, 2] (loss, pre-clipping gradient norm), on the device (no host sync)."""
-        if self.static_shapes:
-            batches = [tuple(t[0] for t in static_width(batches, self.pad, self.model.shape.max_len, self.rows))]
-        inputs, targets = (t.to(device, non_blocking=True) for t in batches[0])
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast:
-            loss = (self.padded_loss if self.static_shapes else self.packed_loss)(inputs, targets)
+            if self.static_shapes:
+                inputs, targets = static_width(batches, self.pad, self.model.shape.max_len, self.rows)
+                index = padding_free_index(targets) if self.skip_padding else None
+                inputs, targets = (t[0].to(device, non_blocking=True) for t in (inputs, targets))
+                loss = (self.padded_loss(inputs, targets) if index is None
+                        else self.model.loss(inputs, targets, index[0].to(device, non_blocking=True)))
+            else:
+                loss = self.packed_loss(*(t.to(device, non_blocking=True) for t in batches[0]))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
@@ -127,14 +159,19 @@ class SingleStep:
 class PackStep:
     """The training step of a seed pack: members stacked in one PackedLM, one batch each, per-member clipping,
     one fused AdamW over the stacked weights (K independent ones: AdamW is element-wise). On CUDA all members run
-    as one vmapped forward on batches padded to one static width (`static_width`); on the CPU, where the
-    arithmetic dominates, each member runs the padding-free loss on its own batch."""
+    as one vmapped forward on batches padded to one static width (`static_width`); in eager mode, when that is
+    mostly padding (Dyck: one long string sets the width of all K x 8), each member computes only its own tokens
+    (`padding_free_index`). On the CPU, where the arithmetic dominates, each member runs the padding-free loss on
+    its own batch."""
 
     def __init__(self, models: list, cfg: DictConfig, device: torch.device, pad: int):
         self.cfg, self.device, self.pad = cfg, device, pad
         self.rows = getattr(getattr(cfg, "train", None), "batch_size", 0)  # an epoch's last batch is padded to it
         matmul_precision(cfg, device)
         self.static_shapes = device.type == "cuda"
+        # batches mostly padding skip it (padding_free_index) in eager mode; compiled steps keep the few padded
+        # static shapes (padding-free token counts would multiply the graphs past Dynamo's recompile limit)
+        self.skip_padding = self.static_shapes and not cfg.compile
         self.scratch = models[0]  # holds one member's weights at a time, for evaluation, probes and checkpoints
         self.build(models)
 
@@ -153,7 +190,10 @@ class PackStep:
         with autocast:
             if self.static_shapes:
                 padded = static_width(batches, self.pad, self.pack.shape.max_len, self.rows)
-                losses = self.compute_loss(*(t.to(device, non_blocking=True) for t in padded))
+                index = padding_free_index(padded[1]) if self.skip_padding else None
+                inputs, targets = (t.to(device, non_blocking=True) for t in padded)
+                losses = (self.compute_loss(inputs, targets) if index is None
+                          else self.pack.loss(inputs, targets, index.to(device, non_blocking=True)))
             else:
                 losses = self.pack.losses_each([(i.to(device), t.to(device)) for i, t in batches])
         self.optimizer.zero_grad(set_to_none=True)

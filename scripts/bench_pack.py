@@ -3,10 +3,13 @@
     python scripts/bench_pack.py                                  # CPU: experiment=cpu and paper shapes, K 1 2 4 10
     python scripts/bench_pack.py --shapes paper --ks 10 --device cuda --precision bf16 --compile   # CUDA graphs
     python scripts/bench_pack.py --shapes paper --ks 10 --device cuda --eval-sentences 2000   # evaluation too
+    python scripts/bench_pack.py --task dyck --shapes paper --ks 10 --device cuda [--keep-padding]   # Dyck batches
 
-Both sides use grok's own training steps (grokking.step.SingleStep / PackStep: the loop's code), real QF batches
-from each seed's own data order, AdamW, clip 1 and the shape's dropout, interleaved round by round in one process
-so machine noise hits both. A member-step is one optimizer step of one seed; the ratio is pack / singles.
+Both sides use grok's own training steps (grokking.step.SingleStep / PackStep: the loop's code), real batches
+(QF, or Dyck-(20,10) with --task dyck) from each seed's own data order, AdamW, clip 1 and the shape's dropout,
+interleaved round by round in one process so machine noise hits both. A member-step is one optimizer step of one
+seed; the ratio is pack / singles. --keep-padding: the CUDA eager steps keep the padded layout on mostly-padding
+(Dyck) batches instead of skipping the padding (grokking.step.padding_free_index), to time one against the other.
 With --eval-sentences N, also one evaluation of every member (grokking.evaluate on N QF val and N gen sentences:
 the pack's batched evaluation against K single evaluations), in seconds.
 """
@@ -35,10 +38,10 @@ SHAPES = {  # (model, batch size): the README's main job (experiment=cpu) and th
 }
 
 
-def config(model: dict, batch_size: int, compile_model: bool, precision: str = "fp32"):
+def config(model: dict, batch_size: int, compile_model: bool, precision: str = "fp32", max_len: int = 64):
     return OmegaConf.create({
         "model": {**model, "dropout": 0.1, "attn_dropout": 0.1, "tied_output": False, "output_bias": True,
-                  "scale_embedding": True, "max_len": 64},
+                  "scale_embedding": True, "max_len": max_len},
         "optim": {"betas": [0.9, 0.999], "eps": 1e-7, "weight_decay": 0.0},
         "train": {"batch_size": batch_size}, "compile": compile_model, "precision": precision})
 
@@ -72,6 +75,9 @@ def compare(cfg, k: int, encoded, vocab, args, autocast, device) -> tuple[float,
     models = seeded_models(cfg, k, vocab.size, device)
     pack = PackStep(models, cfg, device, vocab.pad) if k > 1 else SingleStep(models[0], cfg, device, vocab.pad)
     singles = [SingleStep(model, cfg, device, vocab.pad) for model in seeded_models(cfg, k, vocab.size, device)]
+    if args.keep_padding:
+        for step in (pack, *singles):
+            step.skip_padding = False
 
     def pack_step(step: int) -> None:
         pack([order.batch(step) for order in orders], 1e-4, 1.0, autocast, device)
@@ -123,28 +129,35 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--task", default="qf", choices=["qf", "dyck"], help="whose training batches")
+    parser.add_argument("--keep-padding", action="store_true", help="CUDA eager: never skip the padding")
     parser.add_argument("--eval-sentences", type=int, default=0, help="also time evaluation on N val + N gen")
     args = parser.parse_args()
     device = torch.device(args.device)
     n_eval = max(args.eval_sentences, 10)
-    train, val, gen = generate(generation_config(SimpleNamespace(name="qf", n_train=5000, n_val=n_eval,
-                                                                 n_gen=n_eval)), 0)[:3]
+    task = SimpleNamespace(name=args.task, n_train=5000, n_val=n_eval, n_gen=n_eval, dyck_k=20, dyck_m=10,
+                           dyck_min_len=4)  # Dyck: the paper's generator settings (conf/train.yaml)
+    train, val, gen = generate(generation_config(task), 0)[:3]
+    max_len = 64 if args.task == "qf" else 1 + max(len(e.tokens) for e in train) + 1
     vocab = Vocab.from_examples([*train, *val, *gen])
     encoded = [vocab.encode(e.tokens) for e in train]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     compiled = ("no" if not args.compile else "reduce-overhead (CUDA graphs)" if device.type == "cuda"
                 else "default mode (inductor, no CUDA graphs)")
-    print(f"device={device} precision={args.precision} compile={compiled} threads={torch.get_num_threads()}")
+    print(f"task={args.task} device={device} precision={args.precision} compile={compiled} "
+          f"padding={'kept' if args.keep_padding else 'skipped when mostly padding'} threads={torch.get_num_threads()}")
     print("| shape | K | pack member-steps/s | K singles member-steps/s | ratio |")
     print("|---|---|---|---|---|")
     for shape in args.shapes:
         model_cfg, batch_size = SHAPES[shape]
-        cfg = config(model_cfg, batch_size, args.compile, args.precision)
+        cfg = config(model_cfg, batch_size, args.compile, args.precision, max_len)
         for k in args.ks:
             mine, theirs = compare(cfg, k, encoded, vocab, args, autocast, device)
             print(f"| {shape} | {k} | {mine:.1f} | {theirs:.1f} | {mine / theirs:.2f}x |", flush=True)
     if not args.eval_sentences:
         return
+    if args.task != "qf":
+        raise SystemExit("bench_pack: --eval-sentences times QF evaluation only")
     data = SimpleNamespace(name="qf", val=val, gen=gen, vocab=vocab)
     print(f"\none evaluation of every member, {args.eval_sentences} val + {args.eval_sentences} gen sentences")
     print("| shape | K | pack s | K singles s | speed-up |")

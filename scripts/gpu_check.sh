@@ -6,7 +6,8 @@
 #      the overrides) for a fixed slice (PACK_S, 240 s); SIGTERM then saves every member
 #   3. the gpu-marked tests (pytest -m gpu tests/gpu)
 #   4. benchmarks at the paper shape: member-steps/s at K=1, 4, 10 (fp32, tf32, bf16; eager vs CUDA graphs),
-#      batched evaluation, and the trainer's step against a plain PyTorch baseline
+#      a Dyck K=10 pack with its padding skipped vs kept, batched evaluation, and the trainer's step against a
+#      plain PyTorch baseline
 # Each step runs under its own timeout, and its status (ok, failed, timeout, skipped) goes to results.json; the
 # script exits 1 if any step failed. Everything lands in $OUT (at most 8 files): gpu_check.log (every step's
 # output), results.json, bench.md (the benchmark tables) and pack_metrics.tar.gz (every member's metrics.jsonl
@@ -83,6 +84,7 @@ if [ -n "$REHEARSE" ]; then  # the CPU stand-in for the device image: only what 
           task.n_val=100 task.n_gen=100 task.eval_every=20 task.eval_gen_sample=0 train.log_every=10
           probes.sample_size=20 logger=none)
     SHAPES=(--shapes cpu) BENCH=(--steps 2 --rounds 1) DEPTH=(--depths 1) EVAL=(--eval-sentences 20) KS=(--ks 1 4)
+    DYCK_KS=(--ks 2)
     GRAPHS=()  # inductor on the CPU takes minutes to compile; the gpu tests' CPU twins cover compile=true
     export GROK_GPU_REHEARSAL=1 OMP_NUM_THREADS=1
     if [ -z "${GPU_CHECK_IMAGE:-}" ]; then
@@ -98,7 +100,7 @@ else
     DEVICE=cuda
     PACK=(experiment=paper_qf depth=6 logger=none precision=bf16)
     SHAPES=(--shapes paper) BENCH=(--steps 30 --rounds 1) DEPTH=(--depths 6) EVAL=(--eval-sentences 2000)
-    KS=(--ks 1 4 10) GRAPHS=(--compile)
+    KS=(--ks 1 4 10) GRAPHS=(--compile) DYCK_KS=(--ks 10)
 fi
 say "gpu_check: $([ -n "$REHEARSE" ] && echo "CPU rehearsal" || echo "device run"), python $PY, wheels $WHEELS, out $OUT"
 
@@ -204,6 +206,9 @@ export -f bench
 GRAPHED=${GRAPHS[*]:+ + CUDA graphs}
 step "bench_pack fp32" 90 bench bench_pack.py --device "$DEVICE" "${SHAPES[@]}" "${KS[@]}" "${BENCH[@]}"
 step "bench_pack bf16$GRAPHED" 150 bench bench_pack.py --device "$DEVICE" "${SHAPES[@]}" "${KS[@]}" "${BENCH[@]}" --precision bf16 "${GRAPHS[@]}"
+dyck_padding() { bench bench_pack.py --task dyck "$@" && bench bench_pack.py --task dyck "$@" --keep-padding; }
+export -f dyck_padding
+step "bench_pack dyck: padding skipped vs kept" 90 dyck_padding --device "$DEVICE" "${SHAPES[@]}" "${DYCK_KS[@]}" "${BENCH[@]}"
 step "bench_pack tf32" 60 bench bench_pack.py --device "$DEVICE" "${SHAPES[@]}" --ks 10 "${BENCH[@]}" --precision tf32
 step "batched evaluation, K=10" 90 bench bench_pack.py --device "$DEVICE" "${SHAPES[@]}" --ks 10 --steps 2 --rounds 1 "${EVAL[@]}"
 step "bench_train bf16$GRAPHED vs baseline" 90 bench bench_train.py --device "$DEVICE" "${DEPTH[@]}" "${BENCH[@]}" --precision bf16 "${GRAPHS[@]}"

@@ -109,6 +109,44 @@ def test_compiled_step_with_dropout_over_three_widths_matches_eager(engine):
     assert ((compiled.mean(dim=1) - eager.mean(dim=1)).abs() <= 5 * error + 1e-4).all()
 
 
+def dyck_like(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches that are mostly padding, as a Dyck pack's are: short strings and one of 200 tokens in one member."""
+    generator = torch.Generator().manual_seed(n)
+    out = []
+    for member in range(len(SEEDS)):
+        lengths = torch.randint(3, 13, (8,), generator=generator).tolist()
+        lengths[5] = 200 if member == 1 else lengths[5]
+        ids = torch.zeros(8, max(lengths), dtype=torch.long)
+        targets = torch.full((8, max(lengths)), -100)
+        for row, length in enumerate(lengths):
+            ids[row, :length] = torch.randint(1, 40, (length,), generator=generator)
+            targets[row, :length] = torch.cat([ids[row, 1:length], torch.tensor([2])])
+        out.append((ids, targets))
+    return out
+
+
+@pytest.mark.parametrize("engine", ["single", "pack"])
+def test_padding_free_step_on_cuda_matches_the_cpu_and_the_padded_cuda_graph_step(engine):
+    """On mostly-padding batches the eager CUDA step skips the padding (its index computed on the host), the
+    compiled one keeps the padded layout: both train as the CPU's padding-free loss does."""
+    def make(device: str, compile_model: bool = False):
+        built = models(device)
+        if engine == "single":
+            return SingleStep(built[1], config(compile_model), torch.device(device), pad=0)
+        return PackStep(built, config(compile_model), torch.device(device), pad=0)
+
+    def run(step, device: str) -> torch.Tensor:
+        off = torch.autocast(torch.device(device).type, enabled=False)
+        return torch.stack([step(dyck_like(n)[slice(1, 2) if engine == "single" else slice(None)], 1e-3, 1.0,
+                                 off, torch.device(device)).cpu() for n in range(6)])
+
+    eager = run(make("cuda"), "cuda")
+    cpu = run(make("cpu"), "cpu")
+    graphed = run(make("cuda", compile_model=True), "cuda")
+    assert torch.allclose(eager, cpu, rtol=1e-3, atol=1e-4)
+    assert torch.allclose(graphed, cpu, rtol=1e-3, atol=1e-4)
+
+
 def test_a_seed_pack_trains_end_to_end_on_cuda(tmp_path):
     from cli.compose import compose_config
     from grokking.train import train
