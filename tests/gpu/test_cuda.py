@@ -126,25 +126,24 @@ def dyck_like(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 @pytest.mark.parametrize("engine", ["single", "pack"])
-def test_padding_free_step_on_cuda_matches_the_cpu_and_the_padded_cuda_graph_step(engine):
-    """On mostly-padding batches the eager CUDA step skips the padding (its index computed on the host), the
-    compiled one keeps the padded layout: both train as the CPU's padding-free loss does."""
-    def make(device: str, compile_model: bool = False):
+def test_padding_free_step_on_cuda_matches_the_cpu_step(engine):
+    """On mostly-padding batches the eager CUDA step skips the padding (its index computed on the host) and trains
+    as the CPU's padding-free loss does. (No compiled twin here: each inductor graph costs the device run seconds;
+    test_cuda_graph_step_matches_eager covers the padded layout a compiled step keeps.)"""
+    def make(device: str):
         built = models(device)
         if engine == "single":
-            return SingleStep(built[1], config(compile_model), torch.device(device), pad=0)
-        return PackStep(built, config(compile_model), torch.device(device), pad=0)
+            return SingleStep(built[1], config(), torch.device(device), pad=0)
+        return PackStep(built, config(), torch.device(device), pad=0)
 
     def run(step, device: str) -> torch.Tensor:
         off = torch.autocast(torch.device(device).type, enabled=False)
         return torch.stack([step(dyck_like(n)[slice(1, 2) if engine == "single" else slice(None)], 1e-3, 1.0,
                                  off, torch.device(device)).cpu() for n in range(6)])
 
-    eager = run(make("cuda"), "cuda")
-    cpu = run(make("cpu"), "cpu")
-    graphed = run(make("cuda", compile_model=True), "cuda")
-    assert torch.allclose(eager, cpu, rtol=1e-3, atol=1e-4)
-    assert torch.allclose(graphed, cpu, rtol=1e-3, atol=1e-4)
+    cuda = make("cuda")
+    assert cuda.skip_padding
+    assert torch.allclose(run(cuda, "cuda"), run(make("cpu"), "cpu"), rtol=1e-3, atol=1e-4)
 
 
 def test_a_seed_pack_trains_end_to_end_on_cuda(tmp_path):
