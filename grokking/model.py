@@ -74,9 +74,10 @@ class Packing:
         return x.flatten(0, 1)[self.index]
 
     def pad(self, x: Tensor) -> Tensor:
-        """[tokens, ...] -> [batch, length, ...] with zeros at the skipped positions (out of place: works under
-        vmap, where each member has its own index)."""
-        padded = x.new_zeros(self.batch * self.length, *x.shape[1:]).index_copy(0, self.index, x)
+        """[tokens, ...] -> [batch, length, ...] with zeros at the skipped positions. Out of place (works under
+        vmap, where each member has its own index), and with index_put, whose backward keeps only the index
+        (index_copy's would keep `x` alive too)."""
+        padded = x.new_zeros(self.batch * self.length, *x.shape[1:]).index_put((self.index,), x)
         return padded.view(self.batch, self.length, *x.shape[1:])
 
 

@@ -70,7 +70,7 @@ def test_the_index_lists_each_members_real_tokens_in_order_then_padding_only():
         real, filler = index[k, : counts[k]], index[k, counts[k]:]
         assert torch.equal(real, keep[k].nonzero().squeeze(1))  # what TransformerLM.loss finds with nonzero()
         assert not keep[k][filler].any()  # filler: after its row's last real target
-        assert len(set(index[k].tolist())) == index.shape[1]  # no repeats (index_copy writes each once)
+        assert len(set(index[k].tolist())) == index.shape[1]  # no repeats (index_put writes each once)
 
 
 def test_batches_with_little_padding_keep_the_padded_layout():
