@@ -60,7 +60,7 @@ def static_width(batches: list[tuple[torch.Tensor, torch.Tensor]], pad: int, max
 def token_bucket(tokens: int) -> int:
     """The computed token count of a padding-free batch with `tokens` real ones: `bucket_width`'s series with a
     step at 3/4 of each power of two above 64 (..., 96, 128, 192, 256, 384, ...): few counts recur, so the CUDA
-    caching allocator reuses its blocks, and at most a third of the computed tokens are filler."""
+    caching allocator reuses its blocks, and above 64 at most a third of the computed tokens are filler."""
     bucket = bucket_width(tokens)
     return bucket * 3 // 4 if 64 < tokens <= bucket * 3 // 4 else bucket
 
@@ -72,7 +72,7 @@ def padding_free_index(targets: torch.Tensor) -> torch.Tensor | None:
     `token_bucket` count N for all members. [K, N] int64, for `TransformerLM.loss(..., index)`: computed from the
     known lengths here, so the device never syncs to find them. None when the padded layout is at most twice N:
     there the extra gathers cost more than the skipped tokens save (QF and TI batches; a Dyck pack's batches are
-    85-90% padding, one long string setting the width of all K x 8)."""
+    about 90% padding, one long string setting the width of all K x 8)."""
     keep = up_to_last_target(targets).flatten(1)
     tokens = token_bucket(int(keep.sum(1).max()))
     if 2 * tokens > keep.shape[1]:
