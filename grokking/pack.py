@@ -76,9 +76,13 @@ class PackedLM(nn.Module):
         logits = functional_call(self.base, (params, buffers), (inputs,))
         return lm_loss(logits, targets)
 
+    def _call_buffers(self) -> dict[str, Tensor]:
+        """The fixed tables by name as a `_Call` around the base model sees them (for functional_call)."""
+        return {f"model.{n}": getattr(self, self._key(n)) for n in self.buffer_names}
+
     def _member_padding_free_loss(self, params: dict[str, Tensor], inputs: Tensor, targets: Tensor,
                                   index: Tensor) -> Tensor:
-        buffers = {f"model.{n}": getattr(self, self._key(n)) for n in self.buffer_names}
+        buffers = self._call_buffers()
         params = {f"model.{n}": p for n, p in params.items()}
         return functional_call(self.loss_of_base, (params, buffers), (inputs, targets, index))
 
@@ -98,7 +102,7 @@ class PackedLM(nn.Module):
         Members take their weights through one unbind per tensor, whose backward stacks the K gradients once
         (indexing p[k] per member would scatter each member's gradient into a zeroed full [K, ...] tensor)."""
         self.base.train(self.training)
-        buffers = {f"model.{n}": getattr(self, self._key(n)) for n in self.buffer_names}
+        buffers = self._call_buffers()
         per_member = {f"model.{n}": p.unbind(0) for n, p in self.params().items()}
         return torch.stack([
             functional_call(self.loss_of_base, ({n: p[k] for n, p in per_member.items()}, buffers), (inputs, targets))
@@ -118,7 +122,7 @@ class PackedLM(nn.Module):
         and the arithmetic dominates there anyway)."""
         self.base.eval()
         call = _Call(self.base, fn)
-        buffers = {f"model.{n}": getattr(self, self._key(n)) for n in self.buffer_names}
+        buffers = self._call_buffers()
         params = {f"model.{n}": p for n, p in self.params().items()}
 
         def member(member_params: dict[str, Tensor], *rows: Tensor) -> Tensor:

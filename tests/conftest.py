@@ -12,11 +12,43 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 # Tiny test models gain nothing from threads; on CI's 2 cores, parallel subprocesses (SLURM tasks) would only fight.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 GROK = shutil.which("grok") or str(Path(sys.executable).with_name("grok"))
 REFERENCE_DATA = (Path(__file__).resolve().parents[1] / "../shared/reference-data").resolve()
+
+
+def seeded_models(seeds, **shape) -> list:
+    """One TransformerLM of `shape` (ModelShape's fields) per seed, each built right after torch.manual_seed(seed),
+    as that seed's single run builds it."""
+    from grokking.model import ModelShape, TransformerLM
+
+    out = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        out.append(TransformerLM(ModelShape(**shape)))
+    return out
+
+
+def mostly_padding_batches(seed: int, members: int, vocab_size: int, long: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One batch of 8 per member that is mostly padding, as a Dyck pack's are: short strings (3-12 tokens), and in
+    the second member one of `long` tokens that sets the padded width of every member's batch; targets end in EOS (2)."""
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for member in range(members):
+        lengths = torch.randint(3, 13, (8,), generator=generator).tolist()
+        if member == 1:
+            lengths[5] = long
+        ids = torch.zeros(8, max(lengths), dtype=torch.long)
+        targets = torch.full((8, max(lengths)), -100)
+        for row, length in enumerate(lengths):
+            ids[row, :length] = torch.randint(1, vocab_size, (length,), generator=generator)
+            targets[row, : length - 1] = ids[row, 1:length]
+            targets[row, length - 1] = 2
+        out.append((ids, targets))
+    return out
 
 
 @pytest.fixture(scope="session")

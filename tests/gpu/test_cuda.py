@@ -9,9 +9,10 @@ import os
 
 import pytest
 import torch
+from conftest import mostly_padding_batches, seeded_models
 from omegaconf import OmegaConf
 
-from grokking.model import ModelShape, TransformerLM
+from grokking.model import TransformerLM
 from grokking.step import PackStep, SingleStep
 
 REHEARSAL = os.environ.get("GROK_GPU_REHEARSAL") == "1"  # the CPU rehearsal: run up to the first CUDA call
@@ -26,12 +27,8 @@ def config(compile_model: bool = False, precision: str = "fp32"):
 
 
 def models(device: str, dropout: float = 0.0) -> list[TransformerLM]:
-    out = []
-    for seed in SEEDS:
-        torch.manual_seed(seed)
-        out.append(TransformerLM(ModelShape(vocab_size=40, d_model=64, n_heads=4, d_ff=128, n_layers=2,
-                                            dropout=dropout, attn_dropout=dropout)).to(device))
-    return out
+    return [model.to(device) for model in seeded_models(SEEDS, vocab_size=40, d_model=64, n_heads=4, d_ff=128,
+                                                         n_layers=2, dropout=dropout, attn_dropout=dropout)]
 
 
 def batches(n: int, length: int | None = None):
@@ -111,18 +108,7 @@ def test_compiled_step_with_dropout_over_three_widths_matches_eager(engine):
 
 def dyck_like(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Batches that are mostly padding, as a Dyck pack's are: short strings and one of 200 tokens in one member."""
-    generator = torch.Generator().manual_seed(n)
-    out = []
-    for member in range(len(SEEDS)):
-        lengths = torch.randint(3, 13, (8,), generator=generator).tolist()
-        lengths[5] = 200 if member == 1 else lengths[5]
-        ids = torch.zeros(8, max(lengths), dtype=torch.long)
-        targets = torch.full((8, max(lengths)), -100)
-        for row, length in enumerate(lengths):
-            ids[row, :length] = torch.randint(1, 40, (length,), generator=generator)
-            targets[row, :length] = torch.cat([ids[row, 1:length], torch.tensor([2])])
-        out.append((ids, targets))
-    return out
+    return mostly_padding_batches(n, len(SEEDS), vocab_size=40, long=200)
 
 
 @pytest.mark.parametrize("engine", ["single", "pack"])

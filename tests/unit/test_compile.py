@@ -12,9 +12,10 @@ import functools
 
 import pytest
 import torch
+from conftest import seeded_models
 from omegaconf import OmegaConf
 
-from grokking.model import ModelShape, TransformerLM
+from grokking.model import TransformerLM
 from grokking.step import PackStep, SingleStep, bucket_width, static_width
 
 SEEDS = (42, 52, 62)
@@ -30,12 +31,8 @@ def config(compile_model: bool, batch_size: int | None = None):
 
 
 def models(dropout: float = 0.1, attn_dropout: float = 0.1) -> list[TransformerLM]:
-    out = []
-    for seed in SEEDS:
-        torch.manual_seed(seed)
-        out.append(TransformerLM(ModelShape(vocab_size=30, d_model=32, n_heads=4, d_ff=64, n_layers=2,
-                                            dropout=dropout, attn_dropout=attn_dropout, max_len=256)))
-    return out
+    return seeded_models(SEEDS, vocab_size=30, d_model=32, n_heads=4, d_ff=64, n_layers=2, dropout=dropout,
+                         attn_dropout=attn_dropout, max_len=256)
 
 
 def batches(width: int, seed: int, rows: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -8,9 +8,10 @@ does; tests/gpu/test_cuda.py has the CUDA twin.
 
 import pytest
 import torch
+from conftest import mostly_padding_batches, seeded_models
 from omegaconf import OmegaConf
 
-from grokking.model import ModelShape, TransformerLM, up_to_last_target
+from grokking.model import TransformerLM, up_to_last_target
 from grokking.pack import PackedLM
 from grokking.step import PackStep, SingleStep, padding_free_index, static_width, token_bucket
 
@@ -19,32 +20,13 @@ CPU = torch.device("cpu")
 OFF = torch.autocast("cpu", enabled=False)
 
 
-def dyck_like(seed: int, long: int = 120) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """One batch of 8 per member: short strings (3-12 tokens) and, in the second member, one `long` string that
-    sets the padded width of every member's batch."""
-    generator = torch.Generator().manual_seed(seed)
-    out = []
-    for member in range(len(SEEDS)):
-        lengths = torch.randint(3, 13, (8,), generator=generator).tolist()
-        if member == 1:
-            lengths[5] = long
-        ids = torch.zeros(8, max(lengths), dtype=torch.long)
-        targets = torch.full((8, max(lengths)), -100)
-        for row, length in enumerate(lengths):
-            ids[row, :length] = torch.randint(1, 30, (length,), generator=generator)
-            targets[row, : length - 1] = ids[row, 1:length]
-            targets[row, length - 1] = 2  # EOS
-        out.append((ids, targets))
-    return out
+def dyck_like(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return mostly_padding_batches(seed, len(SEEDS), vocab_size=30, long=120)
 
 
 def models(dropout: float = 0.0) -> list[TransformerLM]:
-    out = []
-    for seed in SEEDS:
-        torch.manual_seed(seed)
-        out.append(TransformerLM(ModelShape(vocab_size=30, d_model=32, n_heads=4, d_ff=64, n_layers=2,
-                                            dropout=dropout, attn_dropout=dropout, max_len=256)))
-    return out
+    return seeded_models(SEEDS, vocab_size=30, d_model=32, n_heads=4, d_ff=64, n_layers=2, dropout=dropout,
+                         attn_dropout=dropout, max_len=256)
 
 
 def config(compile_model: bool = False):
@@ -93,7 +75,7 @@ def test_the_vmapped_padding_free_pack_loss_equals_the_padded_one_and_each_membe
     padded = pack.loss(inputs, targets)
     padded.sum().backward()
     assert torch.allclose(free, padded, rtol=1e-6) and torch.allclose(free, pack.losses_each(batches), rtol=1e-6)
-    for got, want in zip(free_grads, (p.grad for p in pack.parameters())):
+    for got, want in zip(free_grads, (p.grad for p in pack.parameters()), strict=True):
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-7)
 
 
