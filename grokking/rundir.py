@@ -247,16 +247,34 @@ class RunDir:
             return value if isinstance(value, str) else None
         return None
 
-    def write_meta(self, cfg: DictConfig, device: str, extra: dict[str, Any]) -> None:
+    def write_meta(self, cfg: DictConfig, device: str, extra: dict[str, Any]) -> str | None:
+        """Record this segment in meta.json (the segments before it are kept as start times). Returns how this
+        segment's arithmetic (`extra["arithmetic"]`: the device, and on the CPU its thread count) differs from the
+        previous segment's, or None: a resumed run then continues correctly, but not bit for bit as an
+        uninterrupted run would (another reduction order, and grokking curves amplify the difference)."""
         meta = {"started": now(), "config_hash": config_hash(cfg), "command": " ".join(sys.argv),
                 "host": socket.gethostname(), "python": platform.python_version(), "device": device,
                 "packages": package_versions(), "git": git_state(), "slurm": slurm_ids(), **extra}
         history_path = self.path / "meta.json"
-        previous = []
+        previous: dict[str, Any] = {}
         if history_path.exists():
             with contextlib.suppress(OSError, json.JSONDecodeError):
-                previous = json.loads(history_path.read_text()).get("segments", [])
-        atomic_write_text(history_path, json.dumps({**meta, "segments": [*previous, meta["started"]]}, indent=1) + "\n")
+                loaded = json.loads(history_path.read_text())
+                previous = loaded if isinstance(loaded, dict) else {}
+        segments = previous.get("segments") if isinstance(previous.get("segments"), list) else []
+        atomic_write_text(history_path, json.dumps({**meta, "segments": [*segments, meta["started"]]}, indent=1) + "\n")
+        before, after = previous.get("arithmetic"), meta.get("arithmetic")
+        if not extra.get("resumed_at_step") or not isinstance(before, dict) or not after or before == after:
+            return None
+        return f"{describe_arithmetic(before)}, now {describe_arithmetic(after)}"
+
+
+def describe_arithmetic(arithmetic: dict[str, Any]) -> str:
+    """`cpu, 2 threads` or `cuda (NVIDIA H100 80GB HBM3)`."""
+    device = arithmetic.get("device", "?")
+    if "threads" in arithmetic:
+        return f"{device}, {arithmetic['threads']} thread{'s' if arithmetic['threads'] != 1 else ''}"
+    return f"{device} ({arithmetic['gpu']})" if arithmetic.get("gpu") else str(device)
 
 
 def refuse_changed_config(run_dir: RunDir, cfg: DictConfig, saved_hash: str | None = None) -> None:

@@ -67,6 +67,14 @@ def pick_device(name: str) -> torch.device:
         raise ConfigError(f"unknown device {name!r}") from None
 
 
+def arithmetic(device: torch.device) -> dict[str, Any]:
+    """What decides a step's floating-point reduction order besides the code: the device and, on the CPU, the
+    intra-op thread count (OMP_NUM_THREADS); recorded per segment in meta.json."""
+    if device.type == "cuda":
+        return {"device": "cuda", "gpu": torch.cuda.get_device_name(device)}
+    return {"device": device.type, "threads": torch.get_num_threads()}
+
+
 def learning_rate(step: int, optim_cfg) -> float:
     """Linear warm-up 0 -> lr over warmup_steps, then linear decay to 0 at decay_horizon (the first update has LR 0)."""
     if step < optim_cfg.warmup_steps:
@@ -207,16 +215,24 @@ class Trainer:
             signals.check_start_up()
             self.restore(resume_points)
             parameters = sum(p.numel() for p in self.step_fn.model_of(0).parameters())
+            changed_arithmetic: dict[str, list[int]] = {}
             for member in self.members:
                 member.run_dir.save_config(member.cfg)
-                member.run_dir.write_meta(member.cfg, str(self.device),
-                                          {"run_id": member.run_id, "resumed_at_step": self.step,
-                                           "parameters": parameters,
-                                           "seed_pack": [m.seed for m in self.members] if self.packed else None})
+                change = member.run_dir.write_meta(
+                    member.cfg, str(self.device),
+                    {"run_id": member.run_id, "resumed_at_step": self.step, "parameters": parameters,
+                     "arithmetic": arithmetic(self.device),
+                     "seed_pack": [m.seed for m in self.members] if self.packed else None})
+                if change:
+                    changed_arithmetic.setdefault(change, []).append(member.seed)
                 log.info(startup_block(member.cfg, str(self.device), parameters, member.resumed_from, self.step),
                          extra={"seed": member.seed})
                 member.run_dir.write_status("running", member.saved_step)
                 member.logger = MetricsLogger(member.cfg, member.run_dir, member.run_id)
+            for change, seeds in changed_arithmetic.items():
+                log.warning("grok: resuming seed%s %s at step %d with other arithmetic than the last segment (%s): "
+                            "training continues correctly, but not bit for bit as an uninterrupted run would",
+                            "s" if len(seeds) > 1 else "", ", ".join(map(str, seeds)), self.step, change)
             if self.packed:
                 log.info("grok: seed pack of %d members (seeds %s), one process", len(self.members),
                          ", ".join(str(m.seed) for m in self.members))

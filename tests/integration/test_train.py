@@ -86,6 +86,27 @@ def test_finished_run_is_skipped_extended_or_forced(tmp_path, grok, data_dir):
 
 
 @pytest.mark.slow
+def test_resuming_with_another_cpu_thread_count_is_recorded_and_warned_about(tmp_path, grok, data_dir):
+    """Another intra-op thread count sums in another order: the run resumes, and says it is no longer bit-exact."""
+    def extend(steps: int, threads: int) -> subprocess.CompletedProcess:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        result = grok(*smoke(data_dir, f"task.steps={steps}"), cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    first = extend(30, threads=1)
+    same = extend(60, threads=1)
+    other = extend(90, threads=2)
+    meta = json.loads((run_dir(tmp_path) / "meta.json").read_text())
+    assert meta["arithmetic"] == {"device": "cpu", "threads": 2} and meta["resumed_at_step"] == 60
+    assert len(meta["segments"]) == 3
+    assert "other arithmetic" not in first.stdout + same.stdout
+    warning = [line for line in other.stdout.splitlines() if "other arithmetic" in line]
+    assert len(warning) == 1 and "seed 42 at step 60" in warning[0] and "(cpu, 1 thread, now cpu, 2 threads)" in warning[0]
+    assert warning[0] in (run_dir(tmp_path) / "train.log").read_text()  # kept with the run
+
+
+@pytest.mark.slow
 def test_resuming_with_a_different_training_config_is_refused_unless_forced(tmp_path, grok, data_dir, one_line_error):
     assert grok(*smoke(data_dir, "task.steps=30"), cwd=tmp_path).returncode == 0
     changed = grok(*smoke(data_dir, "optim.lr=3e-4"), cwd=tmp_path)
