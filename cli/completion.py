@@ -18,13 +18,12 @@ from pathlib import Path
 
 import yaml
 
-import conf
 from cli.errors import fail
 from cli.main import SUBCOMMANDS
-from grokking.config import GrokConfig
+from grokking.config import CONFIG_DIR, GrokConfig
 
-CONFIG_DIR = Path(conf.__file__).resolve().parent
-PRIMARY_CONFIG = CONFIG_DIR / "train.yaml"
+CONFIG_TREE = Path(CONFIG_DIR)
+PRIMARY_CONFIG = CONFIG_TREE / "train.yaml"
 PRIVATE_GROUPS = ("local",)  # git-ignored per-machine overrides, applied automatically
 HYDRA_OPTIONS = {"hydra/launcher": ("basic",)}  # Hydra's own default launcher (no file in conf/)
 OVERRIDE_SUBCOMMANDS = ("train", "data")
@@ -54,8 +53,8 @@ def groups() -> dict[str, list[str]]:
     defaults = yaml.safe_load(PRIMARY_CONFIG.read_text())["defaults"]
     in_defaults = {key.split()[-1] for entry in defaults if isinstance(entry, dict) for key in entry}
     found = {}
-    for directory in sorted(p for p in CONFIG_DIR.rglob("*") if p.is_dir()):
-        name = directory.relative_to(CONFIG_DIR).as_posix()
+    for directory in sorted(p for p in CONFIG_TREE.rglob("*") if p.is_dir()):
+        name = directory.relative_to(CONFIG_TREE).as_posix()
         options = sorted(p.stem for p in directory.glob("*.yaml"))
         if options and name.split("/")[0] not in PRIVATE_GROUPS:
             prefix = "" if name in in_defaults or name.startswith("hydra/") else "+"

@@ -24,13 +24,14 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-import conf
 from grokking.ema import check_decays
 from grokking.errors import ConfigError
 from grokking.tasks import get_task
 
 MAX_STEPS = 10**9  # optimizer steps: the paper trains 300k-400k; beyond this a value is a typo, not a plan
-CONFIG_DIR = str(Path(conf.__file__).resolve().parent)
+# grok's YAML, found beside this package (a checkout, an editable install or a wheel all put conf/ next to
+# grokking/), never by importing `conf`: a user's own conf/ on the path would shadow it.
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 CONFIG_NAME = "train"  # conf/train.yaml, the primary config of `grok train` and `grok data`
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 from grokking.runfiles import read_metrics
@@ -51,3 +52,20 @@ def test_a_task_registered_outside_grok_trains_through_the_real_cli(tmp_path, gr
 def test_without_the_plugin_the_task_is_unknown(tmp_path, grok, one_line_error):
     result = grok("train", "task.name=toy", "experiment=smoke", f"paths.runs={tmp_path / 'runs'}", cwd=tmp_path)
     one_line_error(result, "unknown task 'toy'; choose one of qf, ti, dyck")
+
+
+def test_a_plugin_may_name_its_config_dir_conf(tmp_path, grok):
+    """grok finds its own YAML beside its package, never by importing `conf`: a plugin (or any project) with a
+    conf/ package of its own on the path does not shadow it."""
+    plugin = tmp_path / "plugin"
+    shutil.copytree(TOY / "toy_conf", plugin / "conf")
+    (plugin / "conf" / "__init__.py").write_text("")
+    shutil.copy(TOY / "toytask.py", plugin / "toytask.py")
+    env = plugin_env(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join([str(plugin), env["PYTHONPATH"]])
+    composed = grok("train", "task=toy", "experiment=smoke", f"hydra.searchpath=[file://{plugin / 'conf'}]",
+                    "--cfg", "job", cwd=plugin, env=env)
+    assert composed.returncode == 0, composed.stderr
+    assert "name: toy" in composed.stdout and "depth: 2" in composed.stdout  # the toy task, on grok's own train.yaml
+    completed = grok("completion", "bash", cwd=plugin, env=env)
+    assert completed.returncode == 0 and "_grok_complete" in completed.stdout, completed.stderr
