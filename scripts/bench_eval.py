@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cli.compose import compose_config  # noqa: E402
 from grokking.batches import BatchOrder  # noqa: E402
 from grokking.data import load_task_data  # noqa: E402
-from grokking.ema import WeightAverages  # noqa: E402
+from grokking.ema import WeightAverages, ema_suffix  # noqa: E402
 from grokking.evaluate import Evaluator  # noqa: E402
 from grokking.model import build_model  # noqa: E402
 from grokking.pack import ScoredModels  # noqa: E402
@@ -71,14 +71,16 @@ def main() -> None:
     autocast = torch.autocast("cpu", enabled=False)
     before = load_module(args.before) if args.before else None
     kept, kept_sampled = (Evaluator(data, c.task, cfg.train.eval_batch_size, device) for c in (cfg, sampled))
-    averages = WeightAverages(step.weights(), [0.999], None)
+    decays = list(sampled.eval.ema)  # the preset's averages, as the trainer keeps them
+    averages = WeightAverages(step.weights(), decays, None)
     times: dict[str, list[float]] = {"step": [], "before": [], "one pass, kept": [], "fixed 2k gen": [],
                                      "fixed 2k gen, raw + EMA (the preset)": []}
 
     def raw_and_average(members):
         kept_sampled(members, [1], 0)
-        with averages.swapped_in(0.999):
-            kept_sampled(members, [1], 0, "_ema0.999")
+        for decay in decays:
+            with averages.swapped_in(decay):
+                kept_sampled(members, [1], 0, ema_suffix(decay))
     done = 0
     for _ in range(args.rounds):
         start = time.perf_counter()
